@@ -1,0 +1,390 @@
+"""Pipeline YAML -> frozen, validated pydantic models. One model per stage plus PipelineConfig.
+
+Everything is checked at load time, before any I/O on images: unknown keys, wrong types,
+impossible values and missing files are one ``ConfigError`` line naming the file, the key path
+and what was expected. Paths are resolved relative to the YAML file; ``${RADAE_DATA}`` in a
+path expands to the data root (env ``RADAE_DATA``, default ``../shared/data`` beside the project).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from radae.errors import ConfigError
+
+STAGES = ("ingest", "preprocess", "pretrain", "extract", "benchmark", "report")
+MAX_ROI_VOX = 256  # a sane upper bound per axis for a fixed-size ROI
+
+
+def data_root() -> Path:
+    """The real-data root: env ``RADAE_DATA`` or ``../shared/data`` next to the project root."""
+    env = os.environ.get("RADAE_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# ----------------------------------------------------------------------------- data / ingest
+class SynthConfig(_Model):
+    """Generate the synthetic cohort into the run folder before ingest (the built-in demo data)."""
+
+    cases: int = Field(40, ge=4, le=5000)
+    seed: int = 0
+    size_vox: int = Field(48, ge=24, le=256)
+    multi_lesion_fraction: float = Field(0.2, ge=0.0, le=1.0)
+
+
+class DataConfig(_Model):
+    manifest: Path | None = None  # CSV or Parquet; relative to the YAML file
+    synth: SynthConfig | None = None  # instead of a manifest: generate the synthetic cohort
+    root: Path | None = None  # if set, manifest paths may not escape it
+    modalities: list[str] | None = None  # keep only these modalities (e.g. ["MR"])
+    evaluation_patients: Path | None = None  # text file, one patient_id per line
+    pseudonymise_patients: bool = False  # replace patient_id by a keyed hash (key: env RADAE_PSEUDO_KEY)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if (self.manifest is None) == (self.synth is None):
+            raise ValueError("give exactly one of data.manifest or data.synth")
+        return self
+
+
+# ----------------------------------------------------------------------------- preprocess
+class NormaliseConfig(_Model):
+    """Per-modality intensity normalisation.
+
+    ct: clip to [hu_min, hu_max] then scale to [0, 1]; mr: z-score inside ``mr_region``;
+    pet: SUV as is, optionally clipped at ``suv_max`` and divided by ``suv_scale``.
+    Any other modality uses ``other`` (zscore over the whole volume by default).
+    """
+
+    hu_min: float = -1000.0
+    hu_max: float = 400.0
+    mr_region: Literal["roi", "body", "volume"] = "body"
+    suv_max: float | None = 20.0
+    suv_scale: float = 10.0
+    other: Literal["zscore", "minmax", "none"] = "zscore"
+
+    @model_validator(mode="after")
+    def _order(self) -> "NormaliseConfig":
+        if self.hu_max <= self.hu_min:
+            raise ValueError("hu_max must be greater than hu_min")
+        if self.suv_scale <= 0:
+            raise ValueError("suv_scale must be > 0")
+        return self
+
+
+class PatchConfig(_Model):
+    """Random whole-volume patches for unlabeled pretraining (foreground-weighted)."""
+
+    per_volume: int = Field(4, ge=0, le=1000)
+    foreground_fraction: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class PreprocessConfig(_Model):
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    interpolator: Literal["linear", "bspline", "nearest"] = "linear"
+    mask_interpolation: Literal["linear_threshold", "nearest"] = "linear_threshold"
+    roi_size_vox: tuple[int, int, int] = (64, 64, 64)
+    normalise: NormaliseConfig = NormaliseConfig()
+    mask_channel: bool = False
+    patches: PatchConfig = PatchConfig()
+    radiomics_margin_vox: int = Field(8, ge=0, le=64)  # margin around the lesion bbox kept for PyRadiomics
+    cache_dir: Path | None = None  # default: <runs root>/cache, shared by pipelines
+    n_jobs: int = Field(1, ge=1, le=256)
+    max_voxels: int = Field(400_000_000, ge=1000)  # refuse volumes larger than this (memory guard)
+
+    @field_validator("spacing_mm")
+    @classmethod
+    def _spacing(cls, v):
+        for s in v:
+            if not (0.05 <= s <= 20.0):
+                raise ValueError(f"each spacing must be within [0.05, 20] mm, got {list(v)}")
+        return v
+
+    @field_validator("roi_size_vox")
+    @classmethod
+    def _roi(cls, v):
+        for s in v:
+            if not (4 <= s <= MAX_ROI_VOX):
+                raise ValueError(f"each ROI size must be within [4, {MAX_ROI_VOX}] voxels, got {list(v)}")
+        return v
+
+
+# ----------------------------------------------------------------------------- pretrain
+class SparseConfig(_Model):
+    kind: Literal["none", "l1", "kl"] = "none"
+    weight: float = Field(1e-3, ge=0.0)
+    target: float = Field(0.05, gt=0.0, lt=1.0)
+
+
+class ModelConfig(_Model):
+    kind: Literal["dae", "vae"] = "dae"
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2, 2)
+    num_res_units: int = Field(1, ge=0, le=8)
+    norm: Literal["batch", "instance", "group", "none"] = "instance"
+    latent_dim: int = Field(64, ge=2, le=4096)
+    latent_mode: Literal["pool", "flatten"] = "flatten"
+    upsample: Literal["transpose", "upsample"] = "transpose"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    beta: float = Field(1.0, ge=0.0)
+    kl_warmup_steps: int = Field(0, ge=0)
+    sparse: SparseConfig = SparseConfig()
+
+    @model_validator(mode="after")
+    def _levels(self) -> "ModelConfig":
+        if len(self.channels) != len(self.strides):
+            raise ValueError("model.channels and model.strides must have the same length")
+        return self
+
+
+class NoiseConfig(_Model):
+    kind: Literal["auto", "gaussian", "rician", "poisson", "none"] = "auto"  # auto: CT gaussian, MR rician, PET poisson
+    sigma: tuple[float, float] = (0.05, 0.15)  # sampled uniformly per batch, in normalised units
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma(cls, v):
+        if v[0] < 0 or v[1] < v[0]:
+            raise ValueError("noise.sigma must be [low, high] with 0 <= low <= high")
+        return v
+
+
+class PretrainConfig(_Model):
+    model: ModelConfig = ModelConfig()
+    noise: NoiseConfig = NoiseConfig()
+    loss: Literal["mse", "l1", "ssim_mse"] = "mse"
+    sources: tuple[Literal["rois", "patches"], ...] = ("rois", "patches")
+    include_evaluation_patients: bool = False
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1, le=4096)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    warmup_steps: int = Field(10, ge=0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    channels_last: bool = True  # channels_last_3d on CUDA
+    augment: bool = True
+    val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
+    eval_every: int = Field(50, ge=1)
+    early_stopping_patience: int = Field(0, ge=0)  # in evaluations; 0 = off
+    checkpoint_every: int = Field(100, ge=1)
+    preview_every: int = Field(0, ge=0)  # steps; 0 = only at the end
+    num_workers: int = Field(0, ge=0, le=64)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
+
+
+# ----------------------------------------------------------------------------- extract
+class RadiomicsConfig(_Model):
+    enabled: bool = True
+    params: Path | None = None  # PyRadiomics parameter YAML; default: shipped one for the modality
+    grid: Literal["resampled", "original"] = "resampled"
+    image_types: tuple[Literal["Original", "LoG", "Wavelet"], ...] | None = None  # override the params file
+
+
+class LatentConfig(_Model):
+    enabled: bool = True
+    tta_flips: bool = False
+    batch_size: int = Field(32, ge=1)
+
+
+class ExtractConfig(_Model):
+    latent: LatentConfig = LatentConfig()
+    radiomics: RadiomicsConfig = RadiomicsConfig()
+    n_jobs: int = Field(1, ge=1, le=256)
+    executor: Literal["process", "dask"] = "process"
+    dask_address: str | None = None  # None with executor=dask: a LocalCluster
+    aggregate: Literal["all", "largest", "volume_weighted_mean"] = "all"
+    on_error: Literal["skip", "raise"] = "skip"
+
+
+# ----------------------------------------------------------------------------- benchmark
+class ClassificationTask(_Model):
+    label: str  # manifest column, binary 0/1
+
+
+class SurvivalTask(_Model):
+    time: str
+    event: str
+    horizons: tuple[float, ...] = ()  # for time-dependent AUC; default: quartiles of event times
+
+
+class CVConfig(_Model):
+    folds: int = Field(5, ge=2, le=20)
+    repeats: int = Field(3, ge=1, le=100)
+    inner_folds: int = Field(3, ge=2, le=10)
+    seed: int = 0
+
+
+class RobustnessConfig(_Model):
+    enabled: bool = True
+    perturbations: tuple[Literal["noise", "resample", "rotate", "translate", "erode", "dilate"], ...] = (
+        "noise",
+        "resample",
+        "rotate",
+        "translate",
+        "erode",
+        "dilate",
+    )
+    icc: Literal["icc3_1", "icc2_1"] = "icc3_1"
+    max_lesions: int = Field(30, ge=3)
+    robust_only: bool = False
+    threshold: float = Field(0.75, ge=0.0, le=1.0)
+
+
+class BenchmarkConfig(_Model):
+    classification: ClassificationTask | None = None
+    survival: SurvivalTask | None = None
+    clinical: tuple[str, ...] = ()  # manifest columns used as clinical covariates
+    feature_sets: tuple[Literal["learned", "handcrafted", "combined", "volume", "voxel_pca", "clinical"], ...] = (
+        "learned",
+        "handcrafted",
+        "combined",
+        "volume",
+        "voxel_pca",
+    )
+    models: tuple[Literal["logistic_l1", "logistic_l2", "logistic_enet", "random_forest", "svm"], ...] = ("logistic_l2",)
+    survival_models: tuple[Literal["cox_enet", "rsf"], ...] = ("cox_enet",)
+    selection: Literal["none", "l1", "univariate", "mrmr"] = "univariate"
+    max_features: int = Field(10, ge=1)
+    correlation_threshold: float = Field(0.95, gt=0.0, le=1.0)
+    cv: CVConfig = CVConfig()
+    bootstrap: int = Field(1000, ge=0)
+    shuffled_control: bool = True
+    robustness: RobustnessConfig = RobustnessConfig()
+    n_jobs: int = Field(1, ge=1, le=256)
+
+
+class ReportConfig(_Model):
+    title: str | None = None
+
+
+# ----------------------------------------------------------------------------- pipeline
+class PipelineConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    runs_dir: Path = Path("runs")  # run folder is <runs_dir>/<name>; relative to the current directory
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, le=1024)
+    stages: tuple[Literal["ingest", "preprocess", "pretrain", "extract", "benchmark", "report"], ...] = STAGES
+    data: DataConfig
+    preprocess: PreprocessConfig = PreprocessConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    extract: ExtractConfig = ExtractConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+    report: ReportConfig = ReportConfig()
+    source: Path | None = Field(None, exclude=True)  # the YAML file it came from (not part of hashes)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.name
+
+    def section_hash(self, section: str) -> str:
+        """sha256 of one section's canonical JSON (used for stage up-to-date checks)."""
+        return stable_hash(getattr(self, section).model_dump(mode="json"))
+
+    def hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- loading
+_PATH_KEYS = {("data", "manifest"), ("data", "root"), ("data", "evaluation_patients"), ("extract", "radiomics", "params"), ("preprocess", "cache_dir")}
+
+
+def _expand(value: str) -> str:
+    return value.replace("${RADAE_DATA}", str(data_root())).replace("$RADAE_DATA", str(data_root()))
+
+
+def _resolve_paths(raw: dict, base: Path) -> dict:
+    for keys in _PATH_KEYS:
+        node = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            p = Path(_expand(node[keys[-1]])).expanduser()
+            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``key.path=value`` overrides (value parsed as YAML) to a raw config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a section")
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def format_validation_error(path: Path | str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "<top>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see README 'Pipeline YAML reference')"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        got = e.get("input")
+        got_s = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{path}: {loc}: {msg}{got_s}")
+    return "; ".join(lines)
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> PipelineConfig:
+    """Read, validate and freeze a pipeline YAML. Raises ConfigError with file and key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: pipeline file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    raw = _resolve_paths(raw, path.resolve().parent)
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(path, e)) from None
+    cfg = cfg.model_copy(update={"source": path.resolve()})
+    if check_files:
+        for label, p in (
+            ("data.manifest", cfg.data.manifest),
+            ("data.evaluation_patients", cfg.data.evaluation_patients),
+            ("extract.radiomics.params", cfg.extract.radiomics.params),
+        ):
+            if p is not None and not Path(p).exists():
+                raise ConfigError(f"{path}: {label}: file not found: {p}")
+    return cfg

@@ -1,0 +1,97 @@
+"""Ingest stage: manifest (or synthetic cohort) -> ``ingest/cases.parquet`` with content hashes.
+
+No voxels are loaded here except to hash files; reading and geometry checks happen per case in
+preprocess, where a broken case becomes a failures.csv row instead of stopping the run.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from radae.config import PipelineConfig
+from radae.errors import ConfigError
+from radae.hashing import file_sha256, json_sha256
+from radae.manifest import load_manifest, pseudonymise_key_from_env
+
+logger = logging.getLogger(__name__)
+
+
+def manifest_path(cfg: PipelineConfig) -> Path:
+    """The manifest this pipeline reads (for synth: the generated cohort's manifest)."""
+    if cfg.data.manifest is not None:
+        return Path(cfg.data.manifest)
+    return cfg.run_dir / "synth" / "manifest.csv"
+
+
+def ensure_synth(cfg: PipelineConfig) -> None:
+    """Generate the synthetic cohort into ``<run>/synth`` if configured and not already there."""
+    if cfg.data.synth is None:
+        return
+    from radae.synth import generate_cohort
+
+    out = cfg.run_dir / "synth"
+    s = cfg.data.synth
+    stamp = out / "_synth.json"
+    want = json_sha256(s.model_dump(mode="json"))
+    if stamp.exists() and stamp.read_text().strip() == want and (out / "manifest.csv").exists():
+        return
+    generate_cohort(out, cases=s.cases, seed=s.seed, size_vox=s.size_vox, multi_lesion_fraction=s.multi_lesion_fraction)
+    stamp.write_text(want)
+
+
+def outcome_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
+    b = cfg.benchmark
+    req, num, binary, nonneg = [], [], [], []
+    if b.classification is not None:
+        req.append(b.classification.label)
+        binary.append(b.classification.label)
+    if b.survival is not None:
+        req += [b.survival.time, b.survival.event]
+        num.append(b.survival.time)
+        nonneg.append(b.survival.time)
+        binary.append(b.survival.event)
+    req += list(b.clinical)
+    num += list(b.clinical)
+    return {"required_columns": tuple(req), "numeric_columns": tuple(num), "binary_columns": tuple(binary),
+            "nonnegative_columns": tuple(nonneg)}
+
+
+def validated_manifest(cfg: PipelineConfig, check_files: bool = True) -> pd.DataFrame:
+    ensure_synth(cfg)
+    key = pseudonymise_key_from_env() if cfg.data.pseudonymise_patients else None
+    if cfg.data.pseudonymise_patients and not key:
+        raise ConfigError(f"{cfg.source}: data.pseudonymise_patients is true but env RADAE_PSEUDO_KEY is not set")
+    return load_manifest(
+        manifest_path(cfg),
+        root=cfg.data.root,
+        check_files=check_files,
+        modalities=cfg.data.modalities,
+        pseudonymise_key=key,
+        **outcome_columns(cfg),
+    )
+
+
+def evaluation_patients(cfg: PipelineConfig) -> set[str]:
+    p = cfg.data.evaluation_patients
+    if p is None and cfg.data.synth is not None:
+        p = cfg.run_dir / "synth" / "evaluation_patients.txt"  # the labeled synthetic patients
+    if p is None or not Path(p).exists():
+        return set()
+    return {ln.strip() for ln in Path(p).read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+
+
+def input_fingerprint(cfg: PipelineConfig) -> str:
+    """Hash of the manifest bytes and every referenced file's content (memoised by size+mtime)."""
+    ensure_synth(cfg)
+    mpath = manifest_path(cfg)
+    try:
+        df = validated_manifest(cfg, check_files=True)
+    except Exception:  # invalid manifest: let the ingest stage raise the proper error
+        return "invalid:" + (file_sha256(mpath) if mpath.exists() else "missing")
+    files = sorted({p for col in ("image", "mask") for p in df[col].dropna()})
+    parts = {"manifest": file_sha256(mpath), "files": {p: file_sha256(p) for p in files if Path(p).exists()}}
+    if cfg.data.evaluation_patients:
+        parts["evaluation"] = file_sha256(cfg.data.evaluation_patients)
+    return json_sha256(parts)

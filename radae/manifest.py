@@ -1,0 +1,207 @@
+"""Manifest file -> validated table of lesions. Every check on a row lives here.
+
+A manifest (CSV or Parquet) has one row per lesion:
+
+==============  ==========================================================================
+column          meaning
+==============  ==========================================================================
+case_id         unique lesion id (required)
+patient_id      patient id; several lesions may share it (required)
+image           NIfTI/NRRD/MHA file or DICOM series folder (required)
+mask            label image, DICOM RTSTRUCT or DICOM SEG (optional if a seed is given)
+mask_label      integer label (label image / SEG segment) or ROI name (RTSTRUCT)
+seed_x/y/z      lesion centre in physical LPS mm, instead of a mask
+modality        CT, MR, PET or any other tag (required)
+series_uid      pick this series when the image folder holds several
+anything else   outcomes and clinical covariates (the benchmark stage names which)
+==============  ==========================================================================
+
+Relative paths resolve against the manifest's folder; ``${RADAE_DATA}`` expands to the data root.
+Problems are collected for all rows and raised together, one line per row.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radae.config import data_root
+from radae.errors import ManifestError
+
+REQUIRED = ("case_id", "patient_id", "image", "modality")
+KNOWN = REQUIRED + ("mask", "mask_label", "seed_x", "seed_y", "seed_z", "series_uid")
+SEED_COLS = ("seed_x", "seed_y", "seed_z")
+MAX_SHOWN = 20
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet manifest with every column as string (types are checked per column later)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest {path}: file not found")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+            df = df.astype({c: "string" for c in df.columns}).astype(object).where(df.notna(), None)
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
+            df = df.astype(object).where(df.notna(), None)
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ManifestError(f"manifest {path}: cannot parse ({str(e).splitlines()[0][:160]})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _expand(value: str) -> str:
+    return value.replace("${RADAE_DATA}", str(data_root())).replace("$RADAE_DATA", str(data_root()))
+
+
+def _resolve(value, base: Path) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
+        return None
+    p = Path(_expand(str(value).strip())).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _inside(path: str, root: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def pseudonymise(patient_id: str, key: str) -> str:
+    """Keyed hash (HMAC-SHA256) of a patient id: stable for a key, not reversible without it."""
+    return "P" + hmac.new(key.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def load_manifest(
+    path: str | Path,
+    required_columns: tuple[str, ...] = (),
+    numeric_columns: tuple[str, ...] = (),
+    binary_columns: tuple[str, ...] = (),
+    nonnegative_columns: tuple[str, ...] = (),
+    root: str | Path | None = None,
+    check_files: bool = True,
+    modalities: list[str] | None = None,
+    pseudonymise_key: str | None = None,
+) -> pd.DataFrame:
+    """Validate a manifest and return it with absolute paths and typed outcome columns.
+
+    ``required_columns``: columns the config uses (outcomes, clinical); empty cells are allowed (unlabeled
+    scans for pretraining; the benchmark drops them and says how many). ``numeric_columns`` must parse as
+    numbers, ``binary_columns`` must be 0/1, ``nonnegative_columns`` >= 0. Outcomes must agree within a
+    patient. ``root``: if given, no path may point outside it. Raises ManifestError listing every problem.
+    """
+    path = Path(path)
+    df = read_table(path)
+    base = path.resolve().parent
+    name = str(path)
+    missing = [c for c in REQUIRED + tuple(required_columns) if c not in df.columns]
+    if missing:
+        raise ManifestError(
+            f"manifest {name}: missing column(s) {missing}; present: {list(df.columns)}"
+            + (" (columns named by the config must exist)" if set(missing) & set(required_columns) else "")
+        )
+    if len(df) == 0:
+        raise ManifestError(f"manifest {name}: no rows")
+    problems: list[str] = []
+
+    def bad(i: int, case: object, msg: str) -> None:
+        problems.append(f"manifest {name}: row {i + 2} (case {case}): {msg}")
+
+    for col in ("case_id", "patient_id", "modality", "image"):
+        for i, v in df[col].items():
+            if v is None or str(v).strip() == "":
+                bad(i, df.at[i, "case_id"], f"empty {col}")
+    df["case_id"] = df["case_id"].map(lambda v: None if v is None else str(v).strip())
+    df["patient_id"] = df["patient_id"].map(lambda v: None if v is None else str(v).strip())
+    df["modality"] = df["modality"].map(lambda v: None if v is None else str(v).strip().upper())
+    dup = df["case_id"].duplicated(keep=False) & df["case_id"].notna()
+    for i in df.index[dup]:
+        first = int(df.index[(df["case_id"] == df.at[i, "case_id"])][0])
+        if first != i:
+            bad(i, df.at[i, "case_id"], f"duplicate case_id (first seen in row {first + 2})")
+
+    for col in ("image", "mask"):
+        if col in df.columns:
+            df[col] = [_resolve(v, base) for v in df[col]]
+        else:
+            df[col] = None
+    for col in ("mask_label", "series_uid"):
+        if col not in df.columns:
+            df[col] = None
+    for col in SEED_COLS:
+        if col not in df.columns:
+            df[col] = None
+    root_p = Path(_expand(str(root))).resolve() if root is not None else None
+
+    for i, row in df.iterrows():
+        case = row["case_id"]
+        has_seed = [row[c] is not None and str(row[c]).strip() != "" for c in SEED_COLS]
+        if any(has_seed) and not all(has_seed):
+            bad(i, case, "give all of seed_x, seed_y, seed_z or none")
+        seeds = []
+        if all(has_seed):
+            try:
+                seeds = [float(row[c]) for c in SEED_COLS]
+                if not np.all(np.isfinite(seeds)):
+                    raise ValueError
+            except (TypeError, ValueError):
+                bad(i, case, f"seed point ({row['seed_x']}, {row['seed_y']}, {row['seed_z']}) is not numeric (mm)")
+        if row["mask"] is None and not all(has_seed):
+            bad(i, case, "no mask and no seed point: give a mask file or seed_x/y/z")
+        for col in ("image", "mask"):
+            p = row[col]
+            if p is None:
+                continue
+            if root_p is not None and not _inside(p, root_p):
+                bad(i, case, f"{col} {p} is outside the data root {root_p}")
+            elif check_files and not Path(p).exists():
+                bad(i, case, f"{col} file not found: {p}")
+    for col in SEED_COLS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+
+    for col in numeric_columns + binary_columns + nonnegative_columns:
+        if col not in df.columns:
+            continue
+        num = pd.to_numeric(df[col], errors="coerce")
+        for i in df.index[num.isna() & df[col].notna()]:
+            bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a number")
+        if col in binary_columns:
+            for i in df.index[num.notna() & ~num.isin([0, 1])]:
+                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must be 0 or 1")
+        if col in nonnegative_columns:
+            for i in df.index[num.notna() & (num < 0)]:
+                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must not be negative")
+        df[col] = num
+
+    outcome_cols = [c for c in df.columns if c not in KNOWN]
+    for col in outcome_cols:
+        per_patient = df.groupby("patient_id", dropna=True)[col].nunique(dropna=True)
+        for pid in per_patient.index[per_patient > 1]:
+            vals = sorted({str(v) for v in df.loc[df["patient_id"] == pid, col]})
+            rows = [int(j) + 2 for j in df.index[df["patient_id"] == pid]]
+            problems.append(f"manifest {name}: rows {rows} (patient {pid}): conflicting {col} values {vals}")
+
+    if problems:
+        more = f" ... and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
+        raise ManifestError("\n".join(problems[:MAX_SHOWN]) + more)
+
+    if modalities:
+        keep = {m.upper() for m in modalities}
+        df = df[df["modality"].isin(keep)].reset_index(drop=True)
+        if len(df) == 0:
+            raise ManifestError(f"manifest {name}: no rows with modality in {sorted(keep)}")
+    if pseudonymise_key:
+        df["patient_id"] = [pseudonymise(p, pseudonymise_key) for p in df["patient_id"]]
+    return df.reset_index(drop=True)
+
+
+def pseudonymise_key_from_env() -> str | None:
+    return os.environ.get("RADAE_PSEUDO_KEY") or None

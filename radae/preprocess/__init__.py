@@ -1,0 +1,1 @@
+"""Preprocessing: one shared code path for pretraining and feature extraction."""

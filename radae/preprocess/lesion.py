@@ -1,0 +1,167 @@
+"""One lesion through the shared path: read -> check -> resample -> normalise -> crop -> cache.
+
+Used by the preprocess stage (and by feature robustness re-extraction), so pretraining and extraction
+see exactly the same voxels. Results are cached under ``<cache>/preprocess/<key>/`` where the key is
+the hash of (image content, mask content, lesion spec, preprocessing config, seed, code version).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from radae.config import PreprocessConfig
+from radae.errors import IngestError, PreprocessError, RadaeError, case_message
+from radae.fsutil import atomic_path, atomic_write_text
+from radae.hashing import json_sha256
+from radae.io import read_image, read_mask
+from radae.io.readers import check_spacing
+from radae.io.volume import Volume
+from radae.preprocess import functional as F
+from radae.preprocess.store import save_patches, save_roi
+
+logger = logging.getLogger(__name__)
+
+PREPROCESS_VERSION = 1
+_CACHE_IRRELEVANT = {"n_jobs", "cache_dir"}
+
+
+def _s(v) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+
+def preprocess_key(row: dict, cfg: PreprocessConfig, seed: int) -> str:
+    spec = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _CACHE_IRRELEVANT}
+    lesion = {k: _s(row.get(k)) for k in ("image_sha256", "mask_sha256", "mask_label", "seed_x", "seed_y", "seed_z",
+                                           "series_uid", "modality", "case_id")}
+    return json_sha256({"v": PREPROCESS_VERSION, "cfg": spec, "lesion": lesion, "seed": seed})
+
+
+def cache_folder(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / "preprocess" / key[:2] / key
+
+
+def _check_size(path: str, cfg: PreprocessConfig, case_id: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return  # read_image reports unreadable files with a proper message
+    n = int(np.prod(reader.GetSize()))
+    if n > cfg.max_voxels:
+        raise IngestError(case_message(case_id, p, f"volume has {n:,} voxels, above preprocess.max_voxels={cfg.max_voxels:,}",
+                                       "crop the volume around the lesion or raise the limit"))
+
+
+def _write_nifti(vol: Volume, path: Path) -> None:
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        sitk.WriteImage(vol.to_sitk(), str(tmp), True)
+
+
+def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: int) -> dict:
+    """Process one manifest row; returns its rois.parquet index row. Raises RadaeError for bad input."""
+    case = str(row["case_id"])
+    key = preprocess_key(row, cfg, seed)
+    folder = cache_folder(cache_dir, key)
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if all(Path(meta[k]).exists() for k in ("roi_path", "radiomics_image") if meta.get(k)):
+                meta["cache_hit"] = True
+                return meta
+        except (ValueError, KeyError, OSError):
+            pass
+    _check_size(row["image"], cfg, case)
+    image = read_image(row["image"], series_uid=_s(row.get("series_uid")) or None, case_id=case)
+    check_spacing(image, Path(row["image"]), case)
+    if not np.all(np.isfinite(image.array)):
+        bad = int((~np.isfinite(image.array)).sum())
+        raise PreprocessError(case_message(case, row["image"], f"image has {bad} NaN/inf voxels",
+                                           "fix or mask them before running radae"))
+    if float(image.array.max()) == float(image.array.min()):
+        raise PreprocessError(case_message(case, row["image"], f"image is constant (all voxels = {image.array.flat[0]:g})",
+                                           "check the file is the intended scan"))
+    mask = None
+    voxel_count = 0
+    if _s(row.get("mask")):
+        mask = read_mask(row["mask"], _s(row.get("mask_label")) or None, image, image_path=row["image"], case_id=case)
+        voxel_count = int(mask.array.sum())
+    resampled = F.resample(image, cfg.spacing_mm, cfg.interpolator)
+    mask_r = F.resample_mask(mask, resampled, cfg.mask_interpolation) if mask is not None else None
+    if mask is not None:
+        if not mask_r.array.any():
+            raise PreprocessError(case_message(case, row["mask"], f"lesion ({voxel_count} voxels) vanishes when resampled to "
+                                               f"{cfg.spacing_mm} mm", "use a finer preprocess.spacing_mm or mask_interpolation: nearest"))
+        center = F.mask_centroid_zyx(mask_r.array)
+    else:
+        seed_mm = [float(row[c]) for c in ("seed_x", "seed_y", "seed_z")]
+        idx_xyz = resampled.physical_to_index(seed_mm)
+        if np.any(idx_xyz < -0.5) or np.any(idx_xyz > np.asarray(resampled.size_xyz) - 0.5):
+            raise PreprocessError(case_message(case, row["image"], f"seed point {seed_mm} mm lies outside the image",
+                                               "seed_x/y/z are physical LPS millimetres; check sign and units"))
+        center = idx_xyz[::-1]
+    norm = F.normalise(resampled.array, row["modality"], cfg.normalise, None if mask_r is None else mask_r.array)
+    size_zyx = tuple(cfg.roi_size_vox[::-1])
+    pad = float(norm.min())
+    roi_img = F.crop_around_lesion(norm, center, size_zyx, pad_value=pad)
+    roi_mask = (F.crop_around_lesion(mask_r.array, center, size_zyx, 0) if mask_r is not None
+                else np.zeros(size_zyx, np.uint8))
+    center_mm = resampled.index_to_physical(np.asarray(center)[::-1])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    roi_path = folder / "roi.npz"
+    save_roi(roi_path, roi_img, roi_mask, resampled.spacing_mm, center_mm)
+
+    patches_path = ""
+    if cfg.patches.per_volume > 0:
+        rng = np.random.default_rng([seed, int(key[:12], 16)])
+        fg = mask_r.array > 0 if mask_r is not None else F.body_mask(norm)
+        centers = F.random_patch_centers(norm.shape, size_zyx, cfg.patches.per_volume, fg, cfg.patches.foreground_fraction, rng)
+        patches = np.stack([F.crop_around_lesion(norm, c, size_zyx, pad_value=pad) for c in centers])
+        patches_path = folder / "patches.npz"
+        save_patches(patches_path, patches)
+
+    rad_img_path = rad_mask_path = ""
+    if mask_r is not None:
+        rimg, rmask = F.bbox_crop(resampled, mask_r, cfg.radiomics_margin_vox)
+        rad_img_path, rad_mask_path = folder / "radiomics_image.nii.gz", folder / "radiomics_mask.nii.gz"
+        _write_nifti(rimg, rad_img_path)
+        _write_nifti(rmask, rad_mask_path)
+
+    meta = {
+        "case_id": case, "patient_id": str(row["patient_id"]), "modality": str(row["modality"]),
+        "roi_path": str(roi_path), "patches_path": str(patches_path),
+        "radiomics_image": str(rad_img_path), "radiomics_mask": str(rad_mask_path),
+        "image_sha256": _s(row.get("image_sha256")), "mask_sha256": _s(row.get("mask_sha256")), "preprocess_key": key,
+        "orig_spacing_x": image.spacing_mm[0], "orig_spacing_y": image.spacing_mm[1], "orig_spacing_z": image.spacing_mm[2],
+        "spacing_x": resampled.spacing_mm[0], "spacing_y": resampled.spacing_mm[1], "spacing_z": resampled.spacing_mm[2],
+        "roi_z": size_zyx[0], "roi_y": size_zyx[1], "roi_x": size_zyx[2],
+        "lesion_volume_ml": voxel_count * image.voxel_volume_ml, "voxel_count": voxel_count,
+        "touches_border": bool(mask is not None and _touches_border(mask.array)),
+    }
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    meta["cache_hit"] = False
+    return meta
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any() or mask[:, :, 0].any() or mask[:, :, -1].any())
+
+
+def safe_preprocess_lesion(args) -> tuple[dict | None, str | None, str | None]:
+    """Process-pool wrapper: returns (row, None, None) or (None, message, file) for a RadaeError."""
+    row, cfg, cache_dir, seed = args
+    try:
+        return preprocess_lesion(row, cfg, cache_dir, seed), None, None
+    except RadaeError as e:
+        return None, str(e), str(row.get("image", ""))
+    except (RuntimeError, ValueError, OSError, MemoryError) as e:  # library errors on odd files: keep the cohort going
+        return None, case_message(row.get("case_id"), row.get("image"), f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"), str(row.get("image", ""))

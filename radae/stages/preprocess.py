@@ -1,0 +1,53 @@
+"""preprocess: every lesion through the shared path; writes preprocess/rois.parquet (index of cached ROIs)."""
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ProcessPoolExecutor
+
+import pandas as pd
+
+from radae.errors import PreprocessError
+from radae.fsutil import atomic_path, atomic_write_text
+from radae.preprocess.lesion import safe_preprocess_lesion
+from radae.preprocess.store import ROI_INDEX_COLUMNS
+from radae.progress import progress_iter
+from radae.runner import RunContext, stage
+
+logger = logging.getLogger(__name__)
+
+
+@stage("preprocess", upstream=("ingest",), sections=("preprocess",))
+def run(ctx: RunContext) -> None:
+    cfg = ctx.cfg.preprocess
+    cases = pd.read_parquet(ctx.run_dir / "ingest" / "cases.parquet")
+    rows = cases.to_dict("records")
+    jobs = [(r, cfg, ctx.cache_dir, ctx.seed) for r in rows]
+    results = []
+    if cfg.n_jobs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(cfg.n_jobs, len(jobs))) as ex:
+            it = ex.map(safe_preprocess_lesion, jobs, chunksize=1)
+            results = list(progress_iter(it, total=len(jobs), desc="preprocess", quiet=ctx.quiet))
+    else:
+        results = [safe_preprocess_lesion(j) for j in progress_iter(jobs, total=len(jobs), desc="preprocess", quiet=ctx.quiet)]
+    out = []
+    hits = 0
+    for r, (meta, err, file) in zip(rows, results):
+        if err is not None:
+            if ctx.cfg.extract.on_error == "raise":
+                raise PreprocessError(err)
+            ctx.fail(r["case_id"], err, file)
+            continue
+        hits += bool(meta.pop("cache_hit", False))
+        meta["is_evaluation"] = bool(r.get("is_evaluation", False))
+        out.append(meta)
+    if not out:
+        raise PreprocessError(f"preprocess: all {len(rows)} lesions failed; see {ctx.stage_dir() / 'failures.csv'}")
+    df = pd.DataFrame(out)
+    cols = ROI_INDEX_COLUMNS + [c for c in df.columns if c not in ROI_INDEX_COLUMNS]
+    df = df[cols]
+    with atomic_path(ctx.stage_dir() / "rois.parquet", suffix=".parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+    atomic_write_text(ctx.stage_dir() / "summary.json", json.dumps(
+        {"lesions": len(rows), "ok": len(out), "failed": len(rows) - len(out), "cache_hits": hits}, indent=1))
+    logger.info("preprocess: %d ok (%d from cache), %d failed", len(out), hits, len(rows) - len(out))

@@ -1,0 +1,131 @@
+"""Synthetic CT-like cohort with known ground truth (radae's embedded default data).
+
+Each labeled patient has a hidden class ``label`` (0/1) and a hidden log-hazard ``risk``. Lesion shape
+(lobulation), texture (heterogeneity of smoothed noise) and mean attenuation depend on the class; size
+depends weakly on risk; survival times are drawn from an exponential model with hazard exp(risk) and
+uniform censoring. Scans get scanner-like Gaussian noise and varying voxel spacings; some patients have
+two lesions (labels 1 and 2 in one mask). Extra unlabeled patients (no outcomes) feed pretraining.
+
+Everything is drawn from ``np.random.default_rng(seed)``: same seed -> same bytes.
+Outputs in ``out``: ``images/*.nii.gz``, ``masks/*.nii.gz``, ``manifest.csv``, ``truth.csv``,
+``evaluation_patients.txt`` (the labeled patients, kept out of pretraining by default).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
+
+from radae.fsutil import atomic_path, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def _lesion(coords_mm: np.ndarray, center_mm: np.ndarray, radius_mm: float, lobulation: float,
+            freqs: tuple[int, int], phase: float) -> np.ndarray:
+    """Boolean mask of a lobulated ellipsoid-like body: r <= R (1 + a sin(k1 theta + phase) cos(k2 phi))."""
+    d = coords_mm - center_mm[:, None, None, None]
+    r = np.sqrt((d**2).sum(0)) + 1e-9
+    theta = np.arccos(np.clip(d[0] / r, -1, 1))
+    phi = np.arctan2(d[1], d[2])
+    edge = radius_mm * (1.0 + lobulation * np.sin(freqs[0] * theta + phase) * np.cos(freqs[1] * phi))
+    return r <= edge
+
+
+def _scan(rng: np.random.Generator, size_vox: int, spacing: np.ndarray, lesions: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Image (HU, float32) and label mask (uint8) on a (z, y, x) grid with ``spacing`` (x, y, z) mm."""
+    shape = (size_vox, size_vox, size_vox)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    coords = np.stack([zz * spacing[2], yy * spacing[1], xx * spacing[0]]).astype(np.float32)
+    extent = np.array(shape) * spacing[::-1]
+    body_c = extent / 2
+    body = (((coords - body_c[:, None, None, None]) / (0.47 * extent)[:, None, None, None]) ** 2).sum(0) <= 1.0
+    img = np.full(shape, -1000.0, np.float32)
+    tissue = 40.0 + 15.0 * gaussian_filter(rng.standard_normal(shape), 3.0) * 3.0
+    img[body] = tissue[body]
+    mask = np.zeros(shape, np.uint8)
+    for k, les in enumerate(lesions, start=1):
+        m = _lesion(coords, les["center_mm"], les["radius_mm"], les["lobulation"], les["freqs"], les["phase"]) & body
+        tex = gaussian_filter(rng.standard_normal(shape), les["texture_scale_vox"])
+        tex /= tex.std() + 1e-9
+        img[m] = les["mean_hu"] + les["texture_hu"] * tex[m]
+        mask[m] = k
+    img += rng.normal(0.0, rng.uniform(8.0, 20.0), shape).astype(np.float32)  # scanner noise
+    return img.astype(np.float32), mask
+
+
+def _write(arr: np.ndarray, spacing: np.ndarray, origin: np.ndarray, path: Path) -> None:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetOrigin(tuple(float(o) for o in origin))
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        sitk.WriteImage(img, str(tmp), True)
+
+
+def generate_cohort(out: str | Path, cases: int = 40, seed: int = 0, size_vox: int = 48,
+                    multi_lesion_fraction: float = 0.2, unlabeled: int | None = None) -> pd.DataFrame:
+    """Write the cohort to ``out``; returns the manifest. ``cases`` labeled patients + ``unlabeled`` extra."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_unlabeled = cases // 2 if unlabeled is None else unlabeled
+    rows, truth, evaluation = [], [], []
+    for p in range(cases + n_unlabeled):
+        labeled = p < cases
+        pid = f"SYN{p:04d}" if labeled else f"UNL{p - cases:04d}"
+        y = int(rng.random() < 0.5)
+        risk = 0.9 * y + rng.normal(0.0, 0.6)
+        age = float(np.round(60 + 8 * risk + rng.normal(0, 8), 1))
+        spacing = np.array([rng.uniform(0.7, 1.1), rng.uniform(0.7, 1.1), rng.uniform(1.0, 2.0)])
+        extent = np.array([size_vox] * 3) * spacing[::-1]  # z, y, x mm
+        n_les = 2 if rng.random() < multi_lesion_fraction else 1
+        lesions = []
+        for k in range(n_les):
+            radius = float(np.clip(rng.normal(7.0 + 0.8 * risk, 1.2), 4.0, 11.0))
+            offset = np.array([0.0, 0.0, (-1) ** k * 0.22 * extent[2]]) if n_les > 1 else rng.uniform(-0.08, 0.08, 3) * extent
+            lesions.append({
+                "center_mm": extent / 2 + offset,
+                "radius_mm": radius * (0.75 if n_les > 1 else 1.0),
+                "lobulation": float(np.clip(0.08 + 0.22 * y + rng.normal(0, 0.05), 0.0, 0.45)),
+                "freqs": (int(rng.integers(2, 5)), int(rng.integers(2, 5))),
+                "phase": float(rng.uniform(0, 2 * np.pi)),
+                "mean_hu": float(55.0 + 20.0 * y + rng.normal(0, 6)),
+                "texture_hu": float(max(4.0, 8.0 + 22.0 * y + rng.normal(0, 5))),
+                "texture_scale_vox": float(1.5 - 0.7 * y + rng.uniform(-0.2, 0.2)),
+            })
+        img, mask = _scan(rng, size_vox, spacing, lesions)
+        origin = rng.uniform(-200, 200, 3).round(2)
+        img_path, mask_path = out / "images" / f"{pid}.nii.gz", out / "masks" / f"{pid}.nii.gz"
+        _write(img, spacing, origin, img_path)
+        _write(mask, spacing, origin, mask_path)
+        t_event = rng.exponential(1000.0 / np.exp(risk))
+        t_cens = rng.uniform(300.0, 3000.0)
+        time, event = float(np.round(min(t_event, t_cens), 1)), int(t_event <= t_cens)
+        for k in range(1, n_les + 1):
+            if not (mask == k).any():
+                continue
+            cid = f"{pid}_L{k}"
+            rows.append({
+                "case_id": cid, "patient_id": pid, "image": f"images/{pid}.nii.gz", "mask": f"masks/{pid}.nii.gz",
+                "mask_label": k, "modality": "CT",
+                "label": y if labeled else None, "os_time": time if labeled else None,
+                "os_event": event if labeled else None, "age": age if labeled else None,
+            })
+            les = lesions[k - 1]
+            truth.append({"case_id": cid, "patient_id": pid, "labeled": labeled, "label": y, "risk": risk,
+                          "radius_mm": les["radius_mm"], "lobulation": les["lobulation"], "mean_hu": les["mean_hu"],
+                          "texture_hu": les["texture_hu"], "lesion_voxels": int((mask == k).sum()),
+                          "spacing_x": spacing[0], "spacing_y": spacing[1], "spacing_z": spacing[2]})
+        if labeled:
+            evaluation.append(pid)
+    manifest = pd.DataFrame(rows)
+    atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False))
+    atomic_write_text(out / "truth.csv", pd.DataFrame(truth).to_csv(index=False))
+    atomic_write_text(out / "evaluation_patients.txt", "\n".join(evaluation) + "\n")
+    logger.info("synth: %d patients (%d labeled), %d lesions in %s", cases + n_unlabeled, cases, len(manifest), out)
+    return manifest
