@@ -146,6 +146,12 @@ class ModelConfig(_Model):
     def _levels(self) -> "ModelConfig":
         if len(self.channels) != len(self.strides):
             raise ValueError("model.channels and model.strides must have the same length")
+        if not self.channels:
+            raise ValueError("model.channels needs at least one level")
+        if min(self.channels) < 1 or min(self.strides) < 1:
+            raise ValueError("model.channels and model.strides must be positive integers")
+        if self.kind == "vae" and self.sparse.kind != "none":
+            raise ValueError("model.sparse applies to the plain autoencoder (kind: dae); the VAE is regularised by beta * KL")
         return self
 
 
@@ -165,6 +171,7 @@ class PretrainConfig(_Model):
     model: ModelConfig = ModelConfig()
     noise: NoiseConfig = NoiseConfig()
     loss: Literal["mse", "l1", "ssim_mse"] = "mse"
+    ssim_weight: float = Field(0.5, ge=0.0, le=1.0)  # ssim_mse: w * (1 - SSIM) + (1 - w) * MSE
     sources: tuple[Literal["rois", "patches"], ...] = ("rois", "patches")
     include_evaluation_patients: bool = False
     steps: int = Field(200, ge=1)
@@ -182,6 +189,8 @@ class PretrainConfig(_Model):
     checkpoint_every: int = Field(100, ge=1)
     preview_every: int = Field(0, ge=0)  # steps; 0 = only at the end
     num_workers: int = Field(0, ge=0, le=64)
+    loader: Literal["auto", "resident", "stream"] = "auto"  # resident: all patches in (GPU) memory; stream: DataLoader from disk
+    log_every: int = Field(10, ge=1)  # steps between metrics rows
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = False  # torch.use_deterministic_algorithms on GPU
 
@@ -212,13 +221,20 @@ class ExtractConfig(_Model):
 
 # ----------------------------------------------------------------------------- benchmark
 class ClassificationTask(_Model):
-    label: str  # manifest column, binary 0/1
+    label: str  # manifest column, binary 0/1 (or true/false)
 
 
 class SurvivalTask(_Model):
-    time: str
-    event: str
+    time: str  # manifest column, follow-up time (> 0, any unit; horizons use the same unit)
+    event: str  # manifest column, 1 = event, 0 = censored
     horizons: tuple[float, ...] = ()  # for time-dependent AUC; default: quartiles of event times
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons(cls, v):
+        if any(h <= 0 for h in v):
+            raise ValueError("survival.horizons must be > 0")
+        return tuple(sorted(set(v)))
 
 
 class CVConfig(_Model):
@@ -239,9 +255,13 @@ class RobustnessConfig(_Model):
         "dilate",
     )
     icc: Literal["icc3_1", "icc2_1"] = "icc3_1"
-    max_lesions: int = Field(30, ge=3)
-    robust_only: bool = False
+    max_lesions: int = Field(30, ge=3)  # lesions in the perturbation study (a seeded random subset if more)
+    robust_only: bool = False  # keep only features with ICC >= threshold, decided on each training fold
     threshold: float = Field(0.75, ge=0.0, le=1.0)
+    noise_scale: float = Field(1.0, gt=0.0, le=10.0)  # added noise std / the image's estimated noise std
+    resample_factor: float = Field(1.5, gt=1.0, le=4.0)  # down-sample by this and back
+    rotation_deg: float = Field(10.0, gt=0.0, le=45.0)  # largest rotation
+    translation_vox: float = Field(1.0, gt=0.0, le=5.0)  # largest shift per axis
 
 
 class BenchmarkConfig(_Model):
@@ -261,14 +281,29 @@ class BenchmarkConfig(_Model):
     max_features: int = Field(10, ge=1)
     correlation_threshold: float = Field(0.95, gt=0.0, le=1.0)
     cv: CVConfig = CVConfig()
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: int = Field(1000, ge=0)  # patient-level bootstrap resamples for CIs (0 = none)
+    adjust: Literal["holm", "bh"] = "holm"  # multiplicity adjustment used for "significant" (both are written)
     shuffled_control: bool = True
+    voxel_pca_components: int = Field(10, ge=1, le=256)
+    voxel_grid_vox: int = Field(16, ge=4, le=64)  # ROI block-averaged to this many voxels per axis for voxel PCA
+    redundancy: bool = True
     robustness: RobustnessConfig = RobustnessConfig()
     n_jobs: int = Field(1, ge=1, le=256)
 
+    @model_validator(mode="after")
+    def _sets(self) -> "BenchmarkConfig":
+        if "clinical" in self.feature_sets and not self.clinical:
+            raise ValueError("feature set 'clinical' needs benchmark.clinical (manifest column names)")
+        if not self.feature_sets:
+            raise ValueError("benchmark.feature_sets is empty")
+        return self
+
 
 class ReportConfig(_Model):
-    title: str | None = None
+    """The HTML report: built from the run folder only (rebuild with ``python -m radae.report runs/<name>``)."""
+
+    title: str | None = None  # default: "radae report: <pipeline name>"
+    max_rows: int = Field(50, ge=5, le=100_000)  # long tables (failures, per-feature lists) show this many rows
 
 
 # ----------------------------------------------------------------------------- pipeline
