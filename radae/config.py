@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,9 +45,26 @@ class SynthConfig(_Model):
     multi_lesion_fraction: float = Field(0.2, ge=0.0, le=1.0)
 
 
+class NpzSource(_Model):
+    """MedMNIST-style arrays imported into the run folder (NIfTI + manifest) before ingest.
+
+    ``evaluation``: which cases are evaluation patients (kept out of pretraining, used by the benchmark):
+    every case of ``evaluation_splits`` plus a seeded ``evaluation_fraction`` of the other splits.
+    """
+
+    path: Path
+    splits: tuple[str, ...] = ("train", "val")
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    mask_rule: Literal["threshold", "cube"] = "threshold"
+    evaluation_splits: tuple[str, ...] = ("val",)
+    evaluation_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    seed: int = 0
+
+
 class DataConfig(_Model):
     manifest: Path | None = None  # CSV or Parquet; relative to the YAML file
     synth: SynthConfig | None = None  # instead of a manifest: generate the synthetic cohort
+    npz: NpzSource | None = None  # instead of a manifest: import MedMNIST-style arrays
     root: Path | None = None  # if set, manifest paths may not escape it
     modalities: list[str] | None = None  # keep only these modalities (e.g. ["MR"])
     evaluation_patients: Path | None = None  # text file, one patient_id per line
@@ -54,8 +72,8 @@ class DataConfig(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
-        if (self.manifest is None) == (self.synth is None):
-            raise ValueError("give exactly one of data.manifest or data.synth")
+        if sum(x is not None for x in (self.manifest, self.synth, self.npz)) != 1:
+            raise ValueError("give exactly one of data.manifest, data.synth or data.npz")
         return self
 
 
@@ -133,7 +151,7 @@ class ModelConfig(_Model):
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2, 2)
     num_res_units: int = Field(1, ge=0, le=8)
-    norm: Literal["batch", "instance", "group", "none"] = "instance"
+    norm: Literal["batch", "instance", "group", "none"] = "batch"  # instance/group norm erase each patch's intensity level
     latent_dim: int = Field(64, ge=2, le=4096)
     latent_mode: Literal["pool", "flatten"] = "flatten"
     upsample: Literal["transpose", "upsample"] = "transpose"
@@ -197,25 +215,36 @@ class PretrainConfig(_Model):
 
 # ----------------------------------------------------------------------------- extract
 class RadiomicsConfig(_Model):
+    """PyRadiomics features. ``grid: resampled`` runs on preprocess's lesion crop (radae's grid, raw intensities);
+    ``original`` on the original image with PyRadiomics' own resampling to preprocess.spacing_mm."""
+
     enabled: bool = True
-    params: Path | None = None  # PyRadiomics parameter YAML; default: shipped one for the modality
+    params: Path | None = None  # PyRadiomics parameter YAML; default: shipped one for the modality (radae/params/)
     grid: Literal["resampled", "original"] = "resampled"
-    image_types: tuple[Literal["Original", "LoG", "Wavelet"], ...] | None = None  # override the params file
+    image_types: tuple[Literal["Original", "LoG", "Wavelet"], ...] | None = None  # subset of the params file's; None = as the file
+
+    @field_validator("image_types")
+    @classmethod
+    def _types(cls, v):
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError("image_types must list each image type at most once and at least one")
+        return v
 
 
 class LatentConfig(_Model):
     enabled: bool = True
-    tta_flips: bool = False
-    batch_size: int = Field(32, ge=1)
+    tta_flips: bool = False  # average the latent over the 8 flips of the ROI
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class ExtractConfig(_Model):
     latent: LatentConfig = LatentConfig()
     radiomics: RadiomicsConfig = RadiomicsConfig()
-    n_jobs: int = Field(1, ge=1, le=256)
+    n_jobs: int = Field(1, ge=1, le=256)  # PyRadiomics workers (process pool, or LocalCluster workers with dask)
     executor: Literal["process", "dask"] = "process"
     dask_address: str | None = None  # None with executor=dask: a LocalCluster
-    aggregate: Literal["all", "largest", "volume_weighted_mean"] = "all"
+    aggregate: Literal["all", "largest", "volume_weighted_mean"] = "all"  # patient-level tables besides the lesion ones
     on_error: Literal["skip", "raise"] = "skip"
 
 
@@ -225,7 +254,7 @@ class ClassificationTask(_Model):
 
 
 class SurvivalTask(_Model):
-    time: str  # manifest column, follow-up time (> 0, any unit; horizons use the same unit)
+    time: str  # manifest column, follow-up time (>= 0, any unit; horizons use the same unit)
     event: str  # manifest column, 1 = event, 0 = censored
     horizons: tuple[float, ...] = ()  # for time-dependent AUC; default: quartiles of event times
 
@@ -321,6 +350,13 @@ class PipelineConfig(_Model):
     report: ReportConfig = ReportConfig()
     source: Path | None = Field(None, exclude=True)  # the YAML file it came from (not part of hashes)
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if set(v) == {"."}:
+            raise ValueError("name must not be only dots (the run folder would be outside runs_dir)")
+        return v
+
     @property
     def run_dir(self) -> Path:
         return self.runs_dir / self.name
@@ -338,14 +374,14 @@ def stable_hash(obj: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- loading
-_PATH_KEYS = {("data", "manifest"), ("data", "root"), ("data", "evaluation_patients"), ("extract", "radiomics", "params"), ("preprocess", "cache_dir")}
+_PATH_KEYS = {("data", "manifest"), ("data", "npz", "path"), ("data", "root"), ("data", "evaluation_patients"), ("extract", "radiomics", "params"), ("preprocess", "cache_dir")}
 
 
 def _expand(value: str) -> str:
     return value.replace("${RADAE_DATA}", str(data_root())).replace("$RADAE_DATA", str(data_root()))
 
 
-def _resolve_paths(raw: dict, base: Path) -> dict:
+def _resolve_paths(raw: dict, base: Path, source: Path) -> dict:
     for keys in _PATH_KEYS:
         node = raw
         for k in keys[:-1]:
@@ -353,8 +389,13 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
             if node is None:
                 break
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            p = Path(_expand(node[keys[-1]])).expanduser()
-            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+            try:
+                if "\x00" in node[keys[-1]]:
+                    raise ValueError("NUL character")
+                p = Path(_expand(node[keys[-1]])).expanduser()
+                node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+            except (ValueError, OSError, RuntimeError) as e:
+                raise ConfigError(f"{source}: {'.'.join(keys)}: not a usable path ({e}) -> give a file path") from None
     return raw
 
 
@@ -373,23 +414,41 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
             if not isinstance(nxt, dict):
                 raise ConfigError(f"--set {key}: {part!r} is not a section")
             node = nxt
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as e:
+            raise ConfigError(f"--set {key}: value {value!r} is not valid YAML ({str(e).splitlines()[0][:120]})") from None
     return raw
 
 
 def format_validation_error(path: Path | str, err: ValidationError) -> str:
+    """One line: ``FILE: key.path: what is expected (got VALUE)`` per problem, joined by "; "."""
     lines = []
-    for e in err.errors():
+    for e in err.errors(include_url=False):
         loc = ".".join(str(x) for x in e["loc"]) or "<top>"
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check spelling; see README 'Pipeline YAML reference')"
+        elif e["type"] == "missing" and e["loc"] and isinstance(e["loc"][-1], int):
+            loc = ".".join(str(x) for x in e["loc"][:-1])
+            msg = f"too few values (item {e['loc'][-1] + 1} is missing)"
         elif e["type"] == "missing":
             msg = "required key is missing"
         got = e.get("input")
-        got_s = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        got_s = ""
+        if e["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict) and "got" not in msg:
+            got_s = f" (got {_short_repr(got)})"
         lines.append(f"{path}: {loc}: {msg}{got_s}")
     return "; ".join(lines)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 4, 60, 60
+
+
+def _short_repr(value: Any) -> str:
+    """Bounded repr: a YAML alias bomb in a wrong-typed value must not be expanded into the message."""
+    return _REPR.repr(value)
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> PipelineConfig:
@@ -398,21 +457,27 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if not path.is_file():
         raise ConfigError(f"{path}: pipeline file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text())  # safe_load: tags such as !!python/object are refused
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML: {getattr(e, 'problem', e)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror}) -> check permissions") from None
+    except (ValueError, TypeError, RecursionError, OverflowError) as e:  # e.g. PyYAML on a date such as 2020-13-45
+        raise ConfigError(f"{path}: not valid YAML: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)
-    raw = _resolve_paths(raw, path.resolve().parent)
+    raw = _resolve_paths(raw, path.resolve().parent, path)
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(path, e)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nesting too deep -> flatten the YAML") from None
     cfg = cfg.model_copy(update={"source": path.resolve()})
     if check_files:
         for label, p in (

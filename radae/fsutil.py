@@ -1,44 +1,90 @@
-"""Filesystem helpers: atomic writes (temp file + rename) and a run-folder lock."""
+"""Filesystem helpers: atomic writes (temp file + rename), a run-folder lock, clear errors for unwritable outputs."""
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from radae.errors import RadaeError, RunLockedError
 
+TEMP_PREFIX = ".radae-tmp-"
+# errno values that mean "the output location cannot take this write", not "this input is bad"
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR,
+                errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
+
+
+class OutputWriteError(RadaeError):
+    """An output (run folder, cache) cannot be written: disk full, read-only, permissions, a file in the way.
+
+    Never a per-case failure: the whole stage stops, and what was written before stays intact.
+    """
+
+
+def output_write_error(path: str | os.PathLike, e: OSError) -> OutputWriteError:
+    reason = e.strerror or str(e)
+    where = e.filename if e.filename else path
+    return OutputWriteError(f"file {where}: cannot write ({reason}); earlier outputs are unchanged -> free disk space, "
+                            f"make the folder writable or remove what is in the way, then run again")
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """``mkdir -p`` that raises OutputWriteError (not a bare OSError) when the folder cannot be made."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_write_error(path, e) from None
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on clean exit fsync and rename it onto ``target``.
 
-    A crash (or exception) leaves ``target`` as it was: never half-written.
+    A crash (or exception) leaves ``target`` as it was: never half-written. The temp file has the target's
+    own name inside a private ``.radae-tmp-*`` folder, so writers that embed the file name (``torch.save``)
+    or pick the format by extension (SimpleITK) behave exactly as for ``target``; ``suffix`` is kept for
+    compatibility and not needed. Folders left by a killed process are removed by :func:`remove_stale_temps`.
     """
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
-        os.close(fd)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=target.parent))
     except OSError as e:
-        raise RadaeError(f"file {target}: cannot write ({e.strerror}) -> check the folder is writable and the disk not full") from None
-    tmp_path = Path(tmp)
+        raise output_write_error(target, e) from None
+    tmp_path = tmp_dir / target.name
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
     except OSError as e:
-        tmp_path.unlink(missing_ok=True)
-        if e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
-            raise RadaeError(f"file {target}: cannot write ({e.strerror}); nothing was changed -> free disk space or fix permissions") from None
+        if e.errno in WRITE_ERRNOS:
+            raise output_write_error(target, e) from None
         raise
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete ``.radae-tmp-*`` folders under ``folder`` (left by a killed writer); returns how many.
+
+    Only call this while holding the folder's run lock: a live writer's temp folder looks the same.
+    """
+    n = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for d in sorted(folder.rglob(TEMP_PREFIX + "*")):
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    return n
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
@@ -53,13 +99,12 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> None:
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Exclusive, non-blocking lock on ``<run_dir>/.lock``; a second radae on the same folder refuses."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = ensure_dir(run_dir)
     lock_path = run_dir / ".lock"
     try:
         fh = open(lock_path, "a+")
     except OSError as e:
-        raise RadaeError(f"run folder {run_dir}: cannot create lock file ({e.strerror}) -> check permissions") from None
+        raise OutputWriteError(f"run folder {run_dir}: cannot create lock file ({e.strerror}) -> check the folder is writable") from None
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -67,10 +112,13 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
             raise RunLockedError(
                 f"run folder {run_dir}: another radae process is using it (lock {lock_path}) -> wait for it or use another run name"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+        except OSError as e:
+            raise output_write_error(lock_path, e) from None
         yield
     finally:
         with contextlib.suppress(OSError):

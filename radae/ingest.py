@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from radae.config import PipelineConfig
@@ -22,11 +23,49 @@ def manifest_path(cfg: PipelineConfig) -> Path:
     """The manifest this pipeline reads (for synth: the generated cohort's manifest)."""
     if cfg.data.manifest is not None:
         return Path(cfg.data.manifest)
+    if cfg.data.npz is not None:
+        return cfg.run_dir / "imported" / "manifest.csv"
     return cfg.run_dir / "synth" / "manifest.csv"
+
+
+def ensure_imported(cfg: PipelineConfig) -> None:
+    """Import MedMNIST-style arrays into ``<run>/imported`` if configured and not already there."""
+    src = cfg.data.npz
+    if src is None:
+        return
+    from radae.errors import ConfigError
+    from radae.fsutil import atomic_write_text
+    from radae.importers import import_npz
+
+    out = cfg.run_dir / "imported"
+    stamp = out / "_import.json"
+    want = json_sha256({"cfg": src.model_dump(mode="json"), "npz": file_sha256(src.path)})
+    if stamp.exists() and stamp.read_text().strip() == want and (out / "manifest.csv").exists():
+        return
+    if not Path(src.path).is_file():
+        raise ConfigError(f"{cfg.source}: data.npz.path: file not found: {src.path}")
+    frames = []
+    for split in src.splits:
+        df = import_npz(src.path, split, out / split, tuple(src.spacing_mm), src.mask_rule)
+        df["split"] = split
+        for col in ("image", "mask"):
+            df[col] = [str((out / split / p).resolve()) if not Path(p).is_absolute() else p for p in df[col]]
+        frames.append(df)
+    manifest = pd.concat(frames, ignore_index=True)
+    rng = np.random.default_rng(src.seed)
+    evaluation = manifest["split"].isin(src.evaluation_splits).to_numpy()
+    others = np.flatnonzero(~evaluation)
+    pick = rng.choice(others, size=int(round(src.evaluation_fraction * len(others))), replace=False) if len(others) else []
+    evaluation[pick] = True
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False))
+    atomic_write_text(out / "evaluation_patients.txt", "\n".join(sorted(manifest.loc[evaluation, "patient_id"].astype(str))) + "\n")
+    atomic_write_text(stamp, want)
 
 
 def ensure_synth(cfg: PipelineConfig) -> None:
     """Generate the synthetic cohort into ``<run>/synth`` if configured and not already there."""
+    ensure_imported(cfg)
     if cfg.data.synth is None:
         return
     from radae.synth import generate_cohort
@@ -77,6 +116,8 @@ def evaluation_patients(cfg: PipelineConfig) -> set[str]:
     p = cfg.data.evaluation_patients
     if p is None and cfg.data.synth is not None:
         p = cfg.run_dir / "synth" / "evaluation_patients.txt"  # the labeled synthetic patients
+    if p is None and cfg.data.npz is not None:
+        p = cfg.run_dir / "imported" / "evaluation_patients.txt"
     if p is None or not Path(p).exists():
         return set()
     return {ln.strip() for ln in Path(p).read_text().splitlines() if ln.strip() and not ln.startswith("#")}

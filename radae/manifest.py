@@ -36,6 +36,7 @@ REQUIRED = ("case_id", "patient_id", "image", "modality")
 KNOWN = REQUIRED + ("mask", "mask_label", "seed_x", "seed_y", "seed_z", "series_uid")
 SEED_COLS = ("seed_x", "seed_y", "seed_z")
 MAX_SHOWN = 20
+_BOOL_WORDS = {"true": "1", "false": "0"}
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -53,6 +54,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise ManifestError(f"manifest {path}: cannot parse ({str(e).splitlines()[0][:160]})") from None
     df.columns = [str(c).strip() for c in df.columns]
+    dups = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dups:
+        raise ManifestError(f"manifest {path}: column(s) {dups} appear more than once -> keep one column per name")
     return df
 
 
@@ -63,7 +67,10 @@ def _expand(value: str) -> str:
 def _resolve(value, base: Path) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == "":
         return None
-    p = Path(_expand(str(value).strip())).expanduser()
+    text = _expand(str(value).strip())
+    if "\x00" in text:
+        raise ValueError("NUL character in path")
+    p = Path(text).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
@@ -95,8 +102,11 @@ def load_manifest(
 
     ``required_columns``: columns the config uses (outcomes, clinical); empty cells are allowed (unlabeled
     scans for pretraining; the benchmark drops them and says how many). ``numeric_columns`` must parse as
-    numbers, ``binary_columns`` must be 0/1, ``nonnegative_columns`` >= 0. Outcomes must agree within a
-    patient. ``root``: if given, no path may point outside it. Raises ManifestError listing every problem.
+    numbers (finite), ``binary_columns`` must be 0/1 (``true``/``false`` accepted), ``nonnegative_columns`` >= 0.
+    The ``required_columns`` must agree within a patient (other columns may differ per lesion). ``root``: if
+    given, no path may point outside it (symlinks resolved). ``pseudonymise_key``: patient ids (and where a
+    case id contains the patient id, that part of it) become keyed hashes. Raises ManifestError listing every
+    problem.
     """
     path = Path(path)
     df = read_table(path)
@@ -107,9 +117,10 @@ def load_manifest(
         raise ManifestError(
             f"manifest {name}: missing column(s) {missing}; present: {list(df.columns)}"
             + (" (columns named by the config must exist)" if set(missing) & set(required_columns) else "")
+            + " -> add the column(s) or fix the config (see README 'Manifest format')"
         )
     if len(df) == 0:
-        raise ManifestError(f"manifest {name}: no rows")
+        raise ManifestError(f"manifest {name}: no rows -> add one row per lesion")
     problems: list[str] = []
 
     def bad(i: int, case: object, msg: str) -> None:
@@ -118,7 +129,7 @@ def load_manifest(
     for col in ("case_id", "patient_id", "modality", "image"):
         for i, v in df[col].items():
             if v is None or str(v).strip() == "":
-                bad(i, df.at[i, "case_id"], f"empty {col}")
+                bad(i, df.at[i, "case_id"], f"empty {col} -> fill it in (required column)")
     df["case_id"] = df["case_id"].map(lambda v: None if v is None else str(v).strip())
     df["patient_id"] = df["patient_id"].map(lambda v: None if v is None else str(v).strip())
     df["modality"] = df["modality"].map(lambda v: None if v is None else str(v).strip().upper())
@@ -126,11 +137,18 @@ def load_manifest(
     for i in df.index[dup]:
         first = int(df.index[(df["case_id"] == df.at[i, "case_id"])][0])
         if first != i:
-            bad(i, df.at[i, "case_id"], f"duplicate case_id (first seen in row {first + 2})")
+            bad(i, df.at[i, "case_id"], f"duplicate case_id (first seen in row {first + 2}) -> give each lesion its own case_id")
 
     for col in ("image", "mask"):
         if col in df.columns:
-            df[col] = [_resolve(v, base) for v in df[col]]
+            resolved = []
+            for i, v in df[col].items():
+                try:
+                    resolved.append(_resolve(v, base))
+                except (ValueError, OSError, RuntimeError) as e:
+                    bad(i, df.at[i, "case_id"], f"{col} {str(v)[:80]!r} is not a usable path ({e}) -> fix the path")
+                    resolved.append(None)
+            df[col] = resolved
         else:
             df[col] = None
     for col in ("mask_label", "series_uid"):
@@ -145,7 +163,7 @@ def load_manifest(
         case = row["case_id"]
         has_seed = [row[c] is not None and str(row[c]).strip() != "" for c in SEED_COLS]
         if any(has_seed) and not all(has_seed):
-            bad(i, case, "give all of seed_x, seed_y, seed_z or none")
+            bad(i, case, "seed point incomplete: give all of seed_x, seed_y, seed_z or none -> fill in the missing coordinates")
         seeds = []
         if all(has_seed):
             try:
@@ -153,41 +171,55 @@ def load_manifest(
                 if not np.all(np.isfinite(seeds)):
                     raise ValueError
             except (TypeError, ValueError):
-                bad(i, case, f"seed point ({row['seed_x']}, {row['seed_y']}, {row['seed_z']}) is not numeric (mm)")
+                bad(i, case, f"seed point ({row['seed_x']}, {row['seed_y']}, {row['seed_z']}) is not numeric "
+                             "-> give physical LPS coordinates in mm")
         if row["mask"] is None and not all(has_seed):
-            bad(i, case, "no mask and no seed point: give a mask file or seed_x/y/z")
+            bad(i, case, "no mask and no seed point -> give a mask file or seed_x/y/z")
         for col in ("image", "mask"):
             p = row[col]
             if p is None:
                 continue
             if root_p is not None and not _inside(p, root_p):
-                bad(i, case, f"{col} {p} is outside the data root {root_p}")
+                bad(i, case, f"{col} {p} is outside the data root {root_p} -> move the file under data.root or change data.root")
             elif check_files and not Path(p).exists():
-                bad(i, case, f"{col} file not found: {p}")
+                bad(i, case, f"{col} file not found: {p} -> fix the path (relative paths start at the manifest's folder)")
+            elif check_files and not (Path(p).is_file() or Path(p).is_dir()):
+                bad(i, case, f"{col} {p} is not a regular file or folder (device, pipe or socket) -> point it at an image file")
     for col in SEED_COLS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
 
     for col in numeric_columns + binary_columns + nonnegative_columns:
         if col not in df.columns:
             continue
-        num = pd.to_numeric(df[col], errors="coerce")
-        for i in df.index[num.isna() & df[col].notna()]:
-            bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a number")
+        values = df[col]
+        if col in binary_columns:  # true/false spelled out is common in exported tables
+            values = values.map(lambda v: _BOOL_WORDS.get(str(v).strip().lower(), v) if v is not None else v)
+        num = pd.to_numeric(values, errors="coerce").astype(float)
+        for i in df.index[num.isna() & values.notna()]:
+            bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a number -> use a number, or leave the cell "
+                                        "empty for unknown")
+        for i in df.index[num.notna() & ~np.isfinite(num)]:
+            bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a finite number -> use a finite value, or leave "
+                                        "the cell empty for unknown")
         if col in binary_columns:
-            for i in df.index[num.notna() & ~num.isin([0, 1])]:
-                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must be 0 or 1")
+            for i in df.index[num.notna() & np.isfinite(num) & ~num.isin([0, 1])]:
+                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must be 0 or 1 -> code it as 1 (yes/event) or 0 "
+                                            "(no/censored)")
         if col in nonnegative_columns:
             for i in df.index[num.notna() & (num < 0)]:
-                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must not be negative")
+                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must not be negative -> check the value (times are "
+                                            "counted from diagnosis or treatment)")
         df[col] = num
 
-    outcome_cols = [c for c in df.columns if c not in KNOWN]
+    # outcomes and clinical covariates the config uses belong to the patient; other columns may be per lesion
+    outcome_cols = [c for c in dict.fromkeys(required_columns) if c in df.columns and c not in KNOWN]
     for col in outcome_cols:
         per_patient = df.groupby("patient_id", dropna=True)[col].nunique(dropna=True)
         for pid in per_patient.index[per_patient > 1]:
             vals = sorted({str(v) for v in df.loc[df["patient_id"] == pid, col]})
             rows = [int(j) + 2 for j in df.index[df["patient_id"] == pid]]
-            problems.append(f"manifest {name}: rows {rows} (patient {pid}): conflicting {col} values {vals}")
+            problems.append(f"manifest {name}: rows {rows} (patient {pid}): conflicting {col} values {vals} -> outcomes and "
+                            "clinical values belong to the patient: give all its lesions the same value")
 
     if problems:
         more = f" ... and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
@@ -197,9 +229,12 @@ def load_manifest(
         keep = {m.upper() for m in modalities}
         df = df[df["modality"].isin(keep)].reset_index(drop=True)
         if len(df) == 0:
-            raise ManifestError(f"manifest {name}: no rows with modality in {sorted(keep)}")
+            raise ManifestError(f"manifest {name}: no rows with modality in {sorted(keep)} -> check data.modalities")
     if pseudonymise_key:
-        df["patient_id"] = [pseudonymise(p, pseudonymise_key) for p in df["patient_id"]]
+        pseudo = {p: pseudonymise(p, pseudonymise_key) for p in df["patient_id"].unique()}
+        # case ids often embed the patient id (STS_001_MR): replace it there too
+        df["case_id"] = [c.replace(p, pseudo[p]) if p and p in c else c for c, p in zip(df["case_id"], df["patient_id"])]
+        df["patient_id"] = df["patient_id"].map(pseudo)
     return df.reset_index(drop=True)
 
 

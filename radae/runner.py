@@ -23,7 +23,7 @@ import yaml
 
 from radae.config import STAGES, PipelineConfig, stable_hash
 from radae.errors import RadaeError, RunLockedError
-from radae.fsutil import atomic_write_text, run_lock
+from radae.fsutil import WRITE_ERRNOS, atomic_write_text, ensure_dir, output_write_error, remove_stale_temps, run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +68,7 @@ class RunContext:
         return self.cfg.seed
 
     def stage_dir(self, name: str | None = None) -> Path:
-        d = self.run_dir / (name or self.stage_name)
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return ensure_dir(self.run_dir / (name or self.stage_name))
 
     def fail(self, case_id: str | None, message: str, file: str | os.PathLike | None = None) -> None:
         """Record a per-case failure (goes to <stage>/failures.csv and the run's failures.csv)."""
@@ -82,9 +80,7 @@ class RunContext:
     @property
     def cache_dir(self) -> Path:
         d = self.cfg.preprocess.cache_dir or (self.cfg.runs_dir / "cache")
-        d = Path(d).resolve()
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return ensure_dir(Path(d).resolve())
 
 
 def _ensure_stages_imported() -> None:
@@ -143,48 +139,77 @@ def run_pipeline(
     """Run the configured stages in order, skipping up-to-date ones. Returns the context."""
     _ensure_stages_imported()
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     wanted = [s for s in STAGES if s in cfg.stages and (stages is None or s in stages)]
     unknown = [s for s in (stages or []) if s not in STAGES]
     if unknown:
         raise RadaeError(f"--stages: unknown stage(s) {unknown}; known: {', '.join(STAGES)}")
+    absent = [s for s in (stages or []) if s not in cfg.stages]
+    if absent:
+        raise RadaeError(f"--stages: {absent} not in this pipeline's stages {list(cfg.stages)} -> add them to 'stages' in the YAML")
     ctx = RunContext(cfg=cfg, run_dir=run_dir, force=force, resume=resume, quiet=quiet)
     with run_lock(run_dir):
-        write_run_header(ctx)
-        keys: dict[str, str] = {}
-        for name in STAGES:
-            if name not in cfg.stages or name not in STAGE_REGISTRY:
-                continue
-            spec = STAGE_REGISTRY[name]
-            ctx.stage_name = name
-            key = stage_key(ctx, spec, keys)
-            keys[name] = key
-            sdir = run_dir / name
-            meta = _read_stage_meta(sdir)
-            if name not in wanted:
-                continue
-            if not force and meta.get("status") == "done" and meta.get("key") == key:
-                logger.info("stage %s: up to date, skipped", name)
-                ctx.extra.setdefault("skipped", []).append(name)
-                continue
-            missing = [u for u in spec.upstream if u in cfg.stages and _read_stage_meta(run_dir / u).get("status") != "done"]
-            if missing:
-                raise RadaeError(f"stage {name}: upstream stage(s) {missing} have not completed in {run_dir}; run them first")
-            sdir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(sdir / "_stage.json", json.dumps({"status": "running", "key": key, "started": time.time()}))
-            ctx.failures = []
-            t0 = time.perf_counter()
-            logger.info("stage %s: running", name)
-            spec.fn(ctx)
-            elapsed = time.perf_counter() - t0
-            _write_failures(ctx, name)
-            atomic_write_text(
-                sdir / "_stage.json",
-                json.dumps({"status": "done", "key": key, "seconds": round(elapsed, 3), "failures": len(ctx.failures)}),
-            )
-            ctx.extra.setdefault("ran", []).append(name)
-            logger.info("stage %s: done in %.1fs (%d failures)", name, elapsed, len(ctx.failures))
+        if remove_stale_temps(run_dir):
+            logger.info("removed temp files left by an interrupted run in %s", run_dir)
+        try:
+            _run_stages(ctx, wanted)
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS and _is_output(e.filename, ctx):
+                raise output_write_error(run_dir, e) from None
+            raise
     return ctx
+
+
+def _is_output(filename, ctx: RunContext) -> bool:
+    """Whether an OSError's file is one radae writes (run folder, runs folder, cache), not an input."""
+    if not filename:
+        return True
+    p = Path(str(filename)).resolve()
+    roots = [ctx.run_dir, ctx.cfg.runs_dir, ctx.cfg.preprocess.cache_dir or ctx.cfg.runs_dir]
+    return any(p.is_relative_to(Path(r).resolve()) for r in roots)
+
+
+def _run_stages(ctx: RunContext, wanted: list[str]) -> None:
+    """Write the run header, then each wanted stage whose key changed (or all with --force), in pipeline order."""
+    cfg, run_dir, force = ctx.cfg, ctx.run_dir, ctx.force
+    write_run_header(ctx)
+    keys: dict[str, str] = {}
+    for name in STAGES:
+        if name not in cfg.stages or name not in STAGE_REGISTRY:
+            continue
+        spec = STAGE_REGISTRY[name]
+        ctx.stage_name = name
+        key = stage_key(ctx, spec, keys)
+        keys[name] = key
+        sdir = run_dir / name
+        meta = _read_stage_meta(sdir)
+        if name not in wanted:
+            continue
+        if not force and meta.get("status") == "done" and meta.get("key") == key:
+            logger.info("stage %s: up to date, skipped", name)
+            ctx.extra.setdefault("skipped", []).append(name)
+            continue
+        metas = {u: _read_stage_meta(run_dir / u) for u in spec.upstream if u in cfg.stages}
+        missing = [u for u, m in metas.items() if m.get("status") != "done"]
+        if missing:
+            raise RadaeError(f"stage {name}: upstream stage(s) {missing} have not completed in {run_dir}; run them first")
+        stale = [u for u, m in metas.items() if u in keys and m.get("key") != keys[u]]
+        if stale:
+            raise RadaeError(f"stage {name}: upstream stage(s) {stale} in {run_dir} are out of date (their inputs or config "
+                             f"changed) -> run them too (leave out --stages, or add {','.join(stale)})")
+        ensure_dir(sdir)
+        atomic_write_text(sdir / "_stage.json", json.dumps({"status": "running", "key": key, "started": time.time()}))
+        ctx.failures = []
+        t0 = time.perf_counter()
+        logger.info("stage %s: running", name)
+        spec.fn(ctx)
+        elapsed = time.perf_counter() - t0
+        _write_failures(ctx, name)
+        atomic_write_text(
+            sdir / "_stage.json",
+            json.dumps({"status": "done", "key": key, "seconds": round(elapsed, 3), "failures": len(ctx.failures)}),
+        )
+        ctx.extra.setdefault("ran", []).append(name)
+        logger.info("stage %s: done in %.1fs (%d failures)", name, elapsed, len(ctx.failures))
 
 
 __all__ = ["stage", "RunContext", "run_pipeline", "STAGE_REGISTRY", "RunLockedError"]

@@ -20,7 +20,8 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from radae.fsutil import atomic_path, atomic_write_text
+from radae.fsutil import OutputWriteError, atomic_path, atomic_write_text
+from radae.io.readers import nifti_payload_problem
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ def _write(arr: np.ndarray, spacing: np.ndarray, origin: np.ndarray, path: Path)
     img.SetOrigin(tuple(float(o) for o in origin))
     with atomic_path(path, suffix=".nii.gz") as tmp:
         sitk.WriteImage(img, str(tmp), True)
+        if nifti_payload_problem(tmp) is not None:  # ITK only prints to stderr when the disk fills up
+            raise OutputWriteError(f"file {path}: the NIfTI writer left an incomplete file (disk full?) -> free disk space")
 
 
 def generate_cohort(out: str | Path, cases: int = 40, seed: int = 0, size_vox: int = 48,

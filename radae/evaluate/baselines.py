@@ -41,7 +41,7 @@ class VoxelPCA(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=float)
         k = max(1, min(self.n_components, X.shape[0] - 1, X.shape[1]))
-        self.pca_ = PCA(n_components=k, svd_solver="full", random_state=self.random_state).fit(X)
+        self.pca_ = PCA(n_components=k, svd_solver="auto", random_state=self.random_state).fit(X)
         self.n_features_in_ = X.shape[1]
         return self
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
@@ -26,6 +27,7 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
@@ -36,7 +38,6 @@ from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from radae.errors import BenchmarkError
@@ -344,10 +345,12 @@ class PipelineSpec:
     pca_components: int = 10
 
 
-def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int) -> tuple[Pipeline, dict[str, list]]:
+def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int, memory: str | None = None) -> tuple[Pipeline, dict[str, list]]:
     """The unfitted pipeline and its hyperparameter grid (keys prefixed for ``GridSearchCV``).
 
     ``forced``: boolean mask over the input columns that bypass filtering and selection.
+    ``memory``: a cache folder for the fitted transformers; the grid only tunes the model, so within one
+    inner split the preprocessing is fitted once instead of once per grid point.
     """
     registry = CLASSIFIERS if spec.task == "classification" else SURVIVAL_MODELS
     if spec.model not in registry:
@@ -355,8 +358,7 @@ def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int) -> tuple[P
     model, grid = registry[spec.model](seed)
     forced = np.asarray(forced, dtype=bool)
     if spec.preprocessing == "voxel_pca":
-        pre: list = [
-            ("impute", SimpleImputer(strategy="median")),
+        pre: list = [  # voxels are never missing: no imputer
             ("pca", VoxelPCA(spec.pca_components, random_state=seed)),
             ("scale", StandardScaler()),
         ]
@@ -381,7 +383,7 @@ def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int) -> tuple[P
             pre = [("columns", cols)]
         else:
             pre = chain
-    pipe = Pipeline(pre + [("model", model)])
+    pipe = Pipeline(pre + [("model", model)], memory=memory)
     return pipe, {f"model__{k}": v for k, v in grid.items()}
 
 
@@ -393,7 +395,9 @@ class FoldResult:
     metrics: dict[str, float]
     test_index: np.ndarray
     score: np.ndarray  # P(y=1) or risk score for the test rows
-    score_std: np.ndarray  # risk standardised by the training-fold risk distribution (survival); = score otherwise
+    # the linear predictor (logit P or risk) standardised by its distribution on the training rows: removes
+    # fold-to-fold shifts in intercept and scale, so pooled out-of-fold rankings compare across folds
+    score_std: np.ndarray
     risk_group: np.ndarray  # "high"/"low" split at the training-fold median risk (survival); "" otherwise
     best_params: dict
     n_features: int  # input columns
@@ -455,10 +459,18 @@ def fit_fold(
     Xtr, Xte = X[np.ix_(tr, cols)], X[np.ix_(te, cols)]
     ytr, yte = y[tr], y[te]
     fold_seed = _derived_seed(seed, split.repeat, split.fold)
-    pipe, grid = build_pipeline(spec, forced[cols], fold_seed)
-    inner = inner_splits(strata_of(ytr), groups[tr], spec.inner_folds, fold_seed)
-    scoring = "roc_auc" if spec.task == "classification" else concordance_scorer
+    with tempfile.TemporaryDirectory(prefix="radae-cv-") as cache:
+        return _fit_fold(Xtr, Xte, ytr, yte, groups[tr], te, split, spec, forced[cols], fold_seed, cache, survival_eval, int(cols.sum()))
+
+
+def _fit_fold(Xtr, Xte, ytr, yte, groups_tr, te, split, spec, forced, fold_seed, cache, survival_eval, n_features) -> FoldResult:
+    """The body of :func:`fit_fold` on the fold's own arrays; ``cache`` is a scratch folder for the pipeline."""
+    pipe, grid = build_pipeline(spec, forced, fold_seed)
     n_combos = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+    if n_combos > 1:
+        pipe.set_params(memory=cache)
+    inner = inner_splits(strata_of(ytr), groups_tr, spec.inner_folds, fold_seed)
+    scoring = "roc_auc" if spec.task == "classification" else concordance_scorer
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FitFailedWarning)
@@ -479,7 +491,10 @@ def fit_fold(
         if spec.task == "classification":
             p_te = fitted.predict_proba(Xte)[:, 1]
             metrics = classification_metrics(yte, p_te, threshold=float(np.mean(ytr)))
-            score, score_std, group = p_te, p_te, np.full(len(te), "", dtype=object)
+            lt = stats.logit(fitted.predict_proba(Xtr)[:, 1])
+            sd = float(np.std(lt))
+            score, group = p_te, np.full(len(te), "", dtype=object)
+            score_std = (stats.logit(p_te) - float(np.mean(lt))) / (sd if sd > 0 else 1.0)
         else:
             ev = survival_eval or SurvivalEval(())
             risk_te = fitted.predict(Xte)
@@ -505,8 +520,8 @@ def fit_fold(
         score_std=np.asarray(score_std, dtype=float),
         risk_group=group,
         best_params={k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in best.items()},
-        n_features=int(cols.sum()),
-        n_train=len(tr),
+        n_features=n_features,
+        n_train=len(Xtr),
         n_test=len(te),
     )
 

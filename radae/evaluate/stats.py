@@ -106,7 +106,7 @@ def delong_ci(y: np.ndarray, score: np.ndarray, level: float = 0.95) -> tuple[fl
 
 
 # ----------------------------------------------------------------------------- calibration
-def _logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+def logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), eps, 1.0 - eps)
     return np.log(p / (1.0 - p))
 
@@ -122,7 +122,7 @@ def calibration_slope_intercept(y: np.ndarray, prob: np.ndarray, max_iter: int =
     y = np.asarray(y, dtype=float)
     if y.min() == y.max():
         return float("nan"), float("nan")
-    lp = _logit(prob)
+    lp = logit(prob)
     # slope: two-parameter fit
     X = np.column_stack([np.ones_like(lp), lp])
     beta = np.zeros(2)

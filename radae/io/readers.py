@@ -1,7 +1,10 @@
 """Dispatch by file kind; all geometry checks between image and mask live here."""
 from __future__ import annotations
 
+import gzip
 import logging
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,81 @@ logger = logging.getLogger(__name__)
 SPACING_RTOL = 1e-3
 ORIGIN_ATOL_MM = 1e-2
 DIRECTION_ATOL = 1e-3
+
+
+def _fmt(values, nd: int = 4) -> str:
+    """(1.0, 2.5, 3.0) for messages (plain floats, never numpy reprs)."""
+    return "(" + ", ".join(f"{round(float(v), nd) + 0.0:g}" for v in values) + ")"
+
+
+# NIfTI datatype codes of floating-point voxels -> numpy dtype (little endian; byte-swapped when needed)
+_NIFTI_FLOAT = {16: "f4", 64: "f8"}
+
+
+def _nifti_header(head: bytes) -> dict | None:
+    """The fields radae checks from a NIfTI-1/2 single-file header (``n+1``/``n+2``), or None if not one."""
+    for endian in "<>":
+        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348 and head[344:347] == b"n+1":
+            dim = struct.unpack(endian + "8h", head[40:56])
+            return {"endian": endian, "dim": dim, "datatype": struct.unpack(endian + "h", head[70:72])[0],
+                    "bitpix": struct.unpack(endian + "h", head[72:74])[0], "pixdim": struct.unpack(endian + "8f", head[76:108]),
+                    "vox_offset": int(struct.unpack(endian + "f", head[108:112])[0])}
+        if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540 and head[4:7] == b"n+2":
+            return {"endian": endian, "dim": struct.unpack(endian + "8q", head[16:80]),
+                    "datatype": struct.unpack(endian + "h", head[12:14])[0], "bitpix": struct.unpack(endian + "h", head[14:16])[0],
+                    "pixdim": struct.unpack(endian + "8d", head[104:168]), "vox_offset": struct.unpack(endian + "q", head[168:176])[0]}
+    return None
+
+
+def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, str] | None:
+    """``(kind, text)`` for what is wrong with a NIfTI file that ITK would read silently, or None.
+
+    ITK's NIfTI reader zero-fills a truncated file, turns NaN/inf voxels into 0 and treats a zero
+    pixdim as 1 mm, all without raising. This reads the header and streams the voxel payload (through
+    gzip for ``.nii.gz``) to catch those: truncation, invalid voxel size, non-finite voxels.
+    ``kind`` is ``truncated``, ``header`` or ``nonfinite``. Non-NIfTI files (and ``.hdr/.img`` pairs) return None.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as raw:
+            opener = gzip.open if raw.read(2) == b"\x1f\x8b" else open
+        with opener(path, "rb") as fh:
+            head = fh.read(540)
+            hdr = _nifti_header(head)
+            if hdr is None:
+                return None
+            ndim = int(hdr["dim"][0])
+            if not 1 <= ndim <= 7:
+                return "header", f"NIfTI header has an invalid number of dimensions ({ndim})"
+            dims = [int(d) for d in hdr["dim"][1:ndim + 1]]
+            pix = [float(v) for v in hdr["pixdim"][1:min(ndim, 3) + 1]]
+            if any(not np.isfinite(v) or v <= 0 for v in pix):
+                return "header", f"NIfTI header has an invalid voxel size (pixdim {_fmt(pix)} mm; each must be > 0)"
+            if min(dims) < 1 or hdr["bitpix"] <= 0 or hdr["bitpix"] % 8:
+                return "header", f"NIfTI header is inconsistent (dim {dims}, bitpix {hdr['bitpix']})"
+            need = int(np.prod(dims, dtype=np.int64)) * (hdr["bitpix"] // 8)
+            fh.seek(hdr["vox_offset"])
+            dtype = _NIFTI_FLOAT.get(hdr["datatype"])
+            dtype = np.dtype(hdr["endian"] + dtype) if dtype else None
+            step = chunk - chunk % 8
+            got, nonfinite = 0, 0
+            while got < need:
+                block = fh.read(min(step, need - got))
+                if not block:
+                    break
+                if dtype is not None:
+                    usable = len(block) - len(block) % dtype.itemsize
+                    nonfinite += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], dtype))))
+                got += len(block)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        return "truncated", f"compressed data is cut off or corrupt ({e})"
+    except (OSError, struct.error, ValueError, OverflowError) as e:
+        return "truncated", f"cannot read the NIfTI payload ({e})"
+    if got < need:
+        return "truncated", f"NIfTI file is truncated: {got:,} of {need:,} voxel bytes present"
+    if nonfinite:
+        return "nonfinite", f"{nonfinite} NaN/inf voxels stored in the file"
+    return None
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -50,8 +128,20 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1][:160] if str(e).strip() else "unknown reader error"
+        if "spacing" in first.lower():
+            raise IngestError(case_message(case_id, path, f"cannot read {what}: invalid voxel spacing in the header ({first})",
+                                           "fix the file header (voxel sizes must be > 0 mm)")) from None
         raise IngestError(case_message(case_id, path, f"cannot read {what} ({first})",
                                        "the file is corrupt, truncated or not an image; re-export it")) from None
+    nonfinite = 0
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        found = nifti_payload_problem(path)
+        if found is not None and found[0] == "nonfinite":
+            nonfinite = int(found[1].split()[0])
+        elif found is not None:
+            hint = ("the file was cut off or damaged (interrupted copy or download?); copy or export it again"
+                    if found[0] == "truncated" else "fix the file header (voxel sizes, dimensions)")
+            raise IngestError(case_message(case_id, path, f"cannot read {what}: {found[1]}", hint))
     dim = img.GetDimension()
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise IngestError(case_message(case_id, path, f"{what} has {img.GetNumberOfComponentsPerPixel()} components per voxel",
@@ -67,16 +157,21 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
         raise IngestError(case_message(case_id, path, f"{what} is {dim}D (size {img.GetSize()})", "radae needs 3D volumes"))
     vol = Volume.from_sitk(img, meta={"path": str(path)})
     if min(vol.array.shape) < 1:
-        raise IngestError(case_message(case_id, path, f"{what} is empty (size {img.GetSize()})"))
+        raise IngestError(case_message(case_id, path, f"{what} is empty (size {img.GetSize()})", "re-export the volume"))
+    if np.issubdtype(vol.array.dtype, np.floating):
+        nonfinite = max(nonfinite, int(np.count_nonzero(~np.isfinite(vol.array))))
+    if nonfinite:
+        hint = "fix or mask them before running radae" if what == "image" else "a mask must hold integer labels; re-export it"
+        raise IngestError(case_message(case_id, path, f"{what} has {nonfinite} NaN/inf voxels", hint))
     return vol
 
 
 def check_spacing(vol: Volume, path: Path, case_id: str | None) -> None:
     sp = np.asarray(vol.spacing_mm)
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise IngestError(case_message(case_id, path, f"invalid voxel spacing {tuple(sp)} mm", "fix the file header"))
+        raise IngestError(case_message(case_id, path, f"invalid voxel spacing {_fmt(sp)} mm", "fix the file header"))
     if np.any(sp > 30.0) or np.any(sp < 0.01):
-        raise IngestError(case_message(case_id, path, f"implausible voxel spacing {tuple(np.round(sp, 4))} mm (allowed 0.01-30 mm)",
+        raise IngestError(case_message(case_id, path, f"implausible voxel spacing {_fmt(sp)} mm (allowed 0.01-30 mm)",
                                        "fix the file header (units?)"))
 
 
@@ -86,11 +181,11 @@ def geometry_differences(image: Volume, mask: Volume) -> list[str]:
     if image.size_xyz != mask.size_xyz:
         diffs.append(f"size image {image.size_xyz} vs mask {mask.size_xyz}")
     if not np.allclose(image.spacing_mm, mask.spacing_mm, rtol=SPACING_RTOL, atol=0):
-        diffs.append(f"spacing image {tuple(np.round(image.spacing_mm, 4))} vs mask {tuple(np.round(mask.spacing_mm, 4))} mm")
+        diffs.append(f"spacing image {_fmt(image.spacing_mm)} vs mask {_fmt(mask.spacing_mm)} mm")
     if not np.allclose(image.origin_mm, mask.origin_mm, atol=max(ORIGIN_ATOL_MM, 0.01 * min(image.spacing_mm))):
-        diffs.append(f"origin image {tuple(np.round(image.origin_mm, 3))} vs mask {tuple(np.round(mask.origin_mm, 3))} mm")
+        diffs.append(f"origin image {_fmt(image.origin_mm, 3)} vs mask {_fmt(mask.origin_mm, 3)} mm")
     if not np.allclose(image.direction, mask.direction, atol=DIRECTION_ATOL):
-        diffs.append("direction cosines differ")
+        diffs.append(f"direction image {_fmt(image.direction, 3)} vs mask {_fmt(mask.direction, 3)}")
     return diffs
 
 
@@ -118,7 +213,8 @@ def read_mask(
             from radae.io.rtstruct import rtstruct_to_mask
 
             if image_path is None or not Path(image_path).is_dir():
-                raise IngestError(case_message(case_id, path, "RTSTRUCT mask needs a DICOM series folder as image"))
+                raise IngestError(case_message(case_id, path, "RTSTRUCT mask needs a DICOM series folder as image",
+                                               "point the manifest's image at the DICOM series the RTSTRUCT was drawn on"))
             return rtstruct_to_mask(path, label, Path(image_path), reference, case_id=case_id)
         if modality == "SEG":
             from radae.io.seg import seg_to_mask
@@ -132,15 +228,21 @@ def read_mask(
                                        "resample the mask onto the image or fix the header"))
     arr = vol.array
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise IngestError(case_message(case_id, path, "mask contains NaN/inf values"))
+        raise IngestError(case_message(case_id, path, "mask contains NaN/inf values", "a mask must hold integer labels; re-export it"))
     if label is None or label == "":
         out = arr != 0
     else:
         try:
-            lab = int(float(label))
+            labf = float(label)
+            if not np.isfinite(labf) or labf != int(labf):
+                raise ValueError(label)
+            lab = int(labf)
         except (TypeError, ValueError):
-            raise IngestError(case_message(case_id, path, f"mask_label {label!r} is not an integer label for a label image")) from None
+            raise IngestError(case_message(case_id, path, f"mask_label {label!r} is not an integer label for a label image",
+                                           "give the label's number (ROI names only work for RTSTRUCT masks)")) from None
         out = arr == lab
+        if not out.any() and not arr.any():
+            raise IngestError(case_message(case_id, path, "mask is empty (no foreground voxels)", "check the segmentation"))
         if not out.any():
             present = np.unique(arr)
             shown = ", ".join(str(int(v)) for v in present[:10])

@@ -15,10 +15,10 @@ import SimpleITK as sitk
 
 from radae.config import PreprocessConfig
 from radae.errors import IngestError, PreprocessError, RadaeError, case_message
-from radae.fsutil import atomic_path, atomic_write_text
+from radae.fsutil import OutputWriteError, atomic_path, atomic_write_text, ensure_dir
 from radae.hashing import json_sha256
 from radae.io import read_image, read_mask
-from radae.io.readers import check_spacing
+from radae.io.readers import check_spacing, nifti_payload_problem
 from radae.io.volume import Volume
 from radae.preprocess import functional as F
 from radae.preprocess.store import save_patches, save_roi
@@ -61,8 +61,16 @@ def _check_size(path: str, cfg: PreprocessConfig, case_id: str) -> None:
 
 
 def _write_nifti(vol: Volume, path: Path) -> None:
+    """Atomic NIfTI write, verified: ITK's writer only prints to stderr when the disk fills up mid-file."""
     with atomic_path(path, suffix=".nii.gz") as tmp:
-        sitk.WriteImage(vol.to_sitk(), str(tmp), True)
+        try:
+            sitk.WriteImage(vol.to_sitk(), str(tmp), True)
+        except RuntimeError as e:
+            raise OutputWriteError(f"file {path}: cannot write ({str(e).strip().splitlines()[-1][:120]}) "
+                                   "-> free disk space or make the cache folder writable") from None
+        if nifti_payload_problem(tmp) is not None:
+            raise OutputWriteError(f"file {path}: the NIfTI writer left an incomplete file (disk full?); nothing was "
+                                   "replaced -> free disk space, then run again")
 
 
 def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: int) -> dict:
@@ -108,7 +116,17 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
             raise PreprocessError(case_message(case, row["image"], f"seed point {seed_mm} mm lies outside the image",
                                                "seed_x/y/z are physical LPS millimetres; check sign and units"))
         center = idx_xyz[::-1]
-    norm = F.normalise(resampled.array, row["modality"], cfg.normalise, None if mask_r is None else mask_r.array)
+    try:
+        norm = F.normalise(resampled.array, row["modality"], cfg.normalise, None if mask_r is None else mask_r.array)
+    except PreprocessError as e:
+        raise PreprocessError(case_message(case, row["image"], str(e),
+                                           "check the image, or set preprocess.normalise.mr_region: volume")) from None
+    if voxel_count and voxel_count < 8:
+        logger.warning("%s", case_message(case, row["mask"], f"lesion has only {voxel_count} voxel(s) on the original grid",
+                                          "shape and texture features of so few voxels are unreliable; check the mask"))
+    if mask is not None and _touches_border(mask.array):
+        logger.warning("%s", case_message(case, row["mask"], "lesion touches the image border (it may extend beyond the scan; "
+                                          "the ROI is padded there)", "check the field of view covers the whole lesion"))
     size_zyx = tuple(cfg.roi_size_vox[::-1])
     pad = float(norm.min())
     roi_img = F.crop_around_lesion(norm, center, size_zyx, pad_value=pad)
@@ -116,7 +134,7 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
                 else np.zeros(size_zyx, np.uint8))
     center_mm = resampled.index_to_physical(np.asarray(center)[::-1])
 
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_dir(folder)
     roi_path = folder / "roi.npz"
     save_roi(roi_path, roi_img, roi_mask, resampled.spacing_mm, center_mm)
 
@@ -157,11 +175,19 @@ def _touches_border(mask: np.ndarray) -> bool:
 
 
 def safe_preprocess_lesion(args) -> tuple[dict | None, str | None, str | None]:
-    """Process-pool wrapper: returns (row, None, None) or (None, message, file) for a RadaeError."""
+    """Process-pool wrapper: returns (row, None, None) or (None, message, file) for a RadaeError.
+
+    ``file`` is the file the message is about (the mask for mask problems), for failures.csv.
+    """
     row, cfg, cache_dir, seed = args
     try:
         return preprocess_lesion(row, cfg, cache_dir, seed), None, None
+    except OutputWriteError:
+        raise  # the cache cannot be written: a run-level problem, not this case's
     except RadaeError as e:
-        return None, str(e), str(row.get("image", ""))
+        mask = _s(row.get("mask"))
+        return None, str(e), mask if mask and f"file {mask}" in str(e) else str(row.get("image", ""))
     except (RuntimeError, ValueError, OSError, MemoryError) as e:  # library errors on odd files: keep the cohort going
-        return None, case_message(row.get("case_id"), row.get("image"), f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"), str(row.get("image", ""))
+        problem = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        return None, case_message(row.get("case_id"), row.get("image"), problem,
+                                  "check the file opens in a viewer (e.g. 3D Slicer); if it does, report this message"), str(row.get("image", ""))

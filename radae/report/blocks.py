@@ -18,6 +18,12 @@ class Paragraph:
 
 
 @dataclass(frozen=True)
+class Heading:
+    text: str
+    kind: str = "h3"
+
+
+@dataclass(frozen=True)
 class Note:
     """A plain statement that something is not available (and why), or a caveat."""
 
@@ -32,6 +38,8 @@ class Table:
     caption: Markup | str = ""
     kind: str = "table"
     numeric: Sequence[bool] = ()  # right-align these columns
+    wide: Sequence[bool] = ()  # long free text: give these columns room
+    collapsed: bool = False  # behind a <details> toggle (long reference tables)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup
 
 import radae
 from radae.fsutil import atomic_write_text
@@ -44,6 +44,12 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def rerun_command(run_dir: Path) -> str:
     return f"radae run {run_dir / 'config.resolved.yaml'}"
 
@@ -63,6 +69,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, title: 
         "data": S.data_section(ctx),
         "preprocess": S.preprocess_section(ctx),
         "pretrain": S.pretrain_section(ctx),
+        "features": S.features_section(ctx),
         "latent": S.latent_section(ctx),
         "downstream": S.downstream_section(ctx),
         "robustness": S.robustness_section(ctx),
@@ -73,7 +80,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, title: 
     appendix = S.appendix_section(ctx, rerun_command(run_dir))
     read = sorted(run.inputs.items())
     appendix.add(Table(["file", "sha256"], [[rel, h] for rel, h in read],
-                       "Run-folder files this page was built from (and only these)."))
+                       "Run-folder files this page was built from (and only these), with their sha256.", collapsed=True))
     ordered = [summary, *body.values(), appendix]
 
     env = run.json("environment.json") or {}
@@ -92,8 +99,10 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, title: 
     html_path, summary_path = out_dir / "report.html", out_dir / "summary.json"
     atomic_write_text(summary_path, json.dumps(summary_doc, indent=1, sort_keys=True) + "\n")
     atomic_write_text(html_path, html)
+    for path in (summary_path, html_path):  # temp files are created 0600; the report is meant to be shared
+        path.chmod(0o666 & ~_umask())
     logger.info("report: %s (%d key numbers, %d inputs missing)", html_path, len(ctx.keys.flat()), len(run.notes))
     return ReportResult(html_path, summary_path, summary_doc, dict(run.notes))
 
 
-__all__ = ["build_report", "ReportResult", "Markup"]
+__all__ = ["build_report", "ReportResult"]

@@ -65,38 +65,30 @@ def histogram(values: np.ndarray, xlabel: str, title: str, log_x: bool = False, 
     return fig
 
 
-def strip_by_group(groups: Mapping[str, np.ndarray], ylabel: str, title: str) -> Figure:
+def strip_by_group(groups: Mapping[str, np.ndarray], ylabel: str, title: str,
+                   ylim: tuple[float, float] | None = None, reference: float | None = None) -> Figure:
     """Box plot with jittered points per group (e.g. voxel spacing per axis); jitter is seeded."""
     rng = np.random.default_rng(0)
     names = list(groups)
-    fig = new_figure(5.5, 3.4)
+    fig = new_figure(max(5.5, 1.1 * len(names) + 1.5), 3.6)
     ax = fig.add_subplot()
     data = [np.asarray(groups[n], dtype=float)[np.isfinite(np.asarray(groups[n], dtype=float))] for n in names]
     ax.boxplot(data, showfliers=False, widths=0.5)
     ax.set_xticks(range(1, len(names) + 1), [f"{n}\n(n = {len(d)})" for n, d in zip(names, data)])
     for i, d in enumerate(data, start=1):
         ax.plot(i + rng.uniform(-0.15, 0.15, d.size), d, "o", ms=3, alpha=0.5, color=colour(i - 1))
+    if reference is not None:
+        ax.axhline(reference, ls="--", color="#999999", lw=1)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
+    if ylim is None:
+        ax.set_ylim(bottom=0)
+    else:
+        ax.set_ylim(*ylim)
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_title(title, fontsize=10)
     return fig
 
 
-def bar_counts(labels: Sequence[str], counts: Sequence[int], xlabel: str, title: str) -> Figure:
-    fig = new_figure(5.5, max(2.0, 0.35 * len(labels) + 1.0))
-    ax = fig.add_subplot()
-    y = np.arange(len(labels))
-    ax.barh(y, counts, color=colour(0))
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    for yi, c in zip(y, counts):
-        ax.text(c, yi, f" {c}", va="center", fontsize=8)
-    return fig
-
-
-# ----------------------------------------------------------------------------- pretraining
 def loss_curves(series: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: str = "step", ylabel: str = "loss",
                 title: str = "Pretraining loss") -> Figure:
     """Lines of (x, y) per name; log y-axis when all values are positive and span > 1 decade."""
@@ -217,21 +209,29 @@ def estimate_with_ci(rows: Sequence[tuple[str, float, float, float]], xlabel: st
     return fig
 
 
-def km_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], time_label: str, title: str) -> Figure:
-    """Kaplan-Meier step functions (times, S(t) after each time) starting at S(0) = 1."""
-    fig = new_figure(6.0, 4.0)
-    ax = fig.add_subplot()
-    for i, (name, (t, s)) in enumerate(curves.items()):
-        t = np.concatenate([[0.0], np.asarray(t, dtype=float)])
-        s = np.concatenate([[1.0], np.asarray(s, dtype=float)])
-        ax.step(t, s, where="post", color=colour(i), lw=1.6, label=name)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlim(left=0)
-    ax.set_xlabel(time_label)
-    ax.set_ylabel("survival probability")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+def km_panels(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]]],
+              time_label: str, title: str) -> Figure:
+    """Kaplan-Meier curves with 95% bands, one panel per entry: {panel: {group: (t, S, lo, hi, n)}}."""
+    n = max(len(panels), 1)
+    ncol = min(n, 2)
+    nrow = int(np.ceil(n / ncol))
+    fig = new_figure(5.0 * ncol, 3.4 * nrow)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    for ax, (panel, groups) in zip(axes.ravel(), panels.items()):
+        for i, (group, (t, s, lo, hi, n_g)) in enumerate(groups.items()):
+            c = colour(1 if group == "high" else 0 if group == "low" else i)
+            ax.step(t, s, where="post", color=c, lw=1.6, label=f"{group} risk (n = {n_g})")
+            ax.fill_between(t, lo, hi, step="post", color=c, alpha=0.15, lw=0)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(left=0)
+        ax.set_xlabel(time_label)
+        ax.set_ylabel("survival probability")
+        ax.set_title(panel, fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

@@ -8,16 +8,16 @@ in captions are plain text.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from radae.report import plots
 from radae.report.artifacts import RunFolder
-from radae.report.blocks import Figure, Note, Paragraph, Pre, Section, Table
+from radae.report.blocks import Figure, Heading, Note, Paragraph, Pre, Section, Table
 from radae.report.keys import KeyNumbers, format_number, key_segment
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ class Context:
     keys: KeyNumbers
     cfg: dict  # config.resolved.yaml as a plain dict ({} when absent)
     max_rows: int = 50
-    facts: dict = field(default_factory=dict)  # numbers one section hands to another (e.g. the headline)
 
     def section_cfg(self, *path: str):
         node = self.cfg
@@ -53,16 +52,8 @@ def numeric(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce")
 
 
-def median_iqr(v: np.ndarray, spec: str = ".3g") -> str:
-    v = np.asarray(v, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return "n/a"
-    q1, q2, q3 = np.percentile(v, [25, 50, 75])
-    return f"{plain(q2, spec)} [{plain(q1, spec)}, {plain(q3, spec)}]"
-
-
-def table_from_frame(df: pd.DataFrame, caption: str | Markup = "", max_rows: int | None = None, digits: int = 3) -> Table:
+def table_from_frame(df: pd.DataFrame, caption: str | Markup = "", max_rows: int | None = None, digits: int = 3,
+                     wide: tuple[str, ...] = (), collapsed: bool = False) -> Table:
     """A blocks.Table from a DataFrame: floats to ``digits`` significant digits, long tables cut with a note."""
     shown = df if max_rows is None else df.head(max_rows)
     rows = []
@@ -77,7 +68,8 @@ def table_from_frame(df: pd.DataFrame, caption: str | Markup = "", max_rows: int
     numeric_cols = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
     if max_rows is not None and len(df) > max_rows:
         caption = Markup("{} (first {} of {} rows; the full table is in the run folder)").format(caption, max_rows, len(df))
-    return Table([str(c) for c in df.columns], rows, caption, numeric=numeric_cols)
+    return Table([str(c) for c in df.columns], rows, caption, numeric=numeric_cols, wide=[c in wide for c in df.columns],
+                 collapsed=collapsed)
 
 
 def outcome_spec(ctx: Context) -> dict:
@@ -140,7 +132,7 @@ def data_section(ctx: Context) -> Section:
             rows.append(Markup("{} / {}: {} events in {} patients with follow-up; median observed time {} (range {}–{}).").format(
                 spec["time"], spec["event"], k.put("data.outcome.events", int((e[known] == 1).sum()), "int"),
                 k.put("data.outcome.survival_patients", int(known.sum()), "int"),
-                plain(t[known].median()), plain(t[known].min()), plain(t[known].max())))
+                plain(t[known].median(), ".4g"), plain(t[known].min(), ".4g"), plain(t[known].max(), ".4g")))
         sec.add(*(Paragraph(r) for r in rows))
     elif pts is not None:
         sec.add(Note("No outcome is configured (benchmark.classification / benchmark.survival), so none is described."))
@@ -182,7 +174,7 @@ def failures_blocks(ctx: Context) -> list:
         Markup(", ").join(Markup("{} in {}").format(k.put(f"data.failures.{key_segment(s)}", n, "int"), s) for s, n in by_stage.items()),
     ))]
     out.append(table_from_frame(fails[["case_id", "stage", "message", "file"]].fillna(""), "Cases that failed (run-level failures.csv)",
-                                max_rows=ctx.max_rows))
+                                max_rows=ctx.max_rows, wide=("message",)))
     return out
 
 
@@ -302,7 +294,8 @@ def pretrain_section(ctx: Context) -> Section:
             "Sources: {}; evaluation patients {} pretraining.").format(
             {"dae": "denoising autoencoder", "vae": f"β-VAE (β = {mcfg.get('beta')})"}.get(mcfg.get("kind"), mcfg.get("kind")),
             mcfg.get("channels"), mcfg.get("strides"), mcfg.get("latent_dim"), mcfg.get("latent_mode"),
-            pcfg.get("steps"), pcfg.get("batch_size"), plain(pcfg.get("lr"), "g"), pcfg.get("loss"), ncfg.get("kind"),
+            pcfg.get("steps"), pcfg.get("batch_size"), plain(pcfg.get("lr"), "g"), pcfg.get("loss"),
+            _noise_text(ncfg.get("kind"), (summ or {}).get("noise_models")),
             *(plain(v, "g") for v in (ncfg.get("sigma") or [None, None])),
             ", ".join(pcfg.get("sources") or []), "were included in" if pcfg.get("include_evaluation_patients") else "were excluded from")))
     if summ is not None:
@@ -310,38 +303,92 @@ def pretrain_section(ctx: Context) -> Section:
     if metrics is None:
         sec.missing("loss curves", run.why("pretrain/metrics.csv"))
     else:
-        sec.add(*loss_curve_blocks(metrics))
+        sec.add(*training_curve_blocks(metrics, summ or {}))
     if previews:
         shown = previews if len(previews) <= 3 else [previews[0], *previews[-2:]]
         for rel in shown:
             png = run.binary(rel)
             if png is not None:
-                sec.add(Figure(plots.to_data_uri(png), f"Reconstruction preview {Path(rel).name} (orthogonal slices as written by "
-                               f"the pretrain stage; {len(previews)} previews in pretrain/previews/).", f"reconstruction preview {Path(rel).stem}"))
+                step = Path(rel).stem.removeprefix("step_").lstrip("0") or "0"
+                sec.add(Figure(plots.to_data_uri(png), Markup(
+                    "Reconstruction example at step {}: central axial, coronal and sagittal slices of one ROI (rows: clean input, "
+                    "noisy input, reconstruction; one grey-level window, set by the clean input, for all rows). {} preview(s) "
+                    "in pretrain/previews/.").format(step, len(previews)), f"reconstruction preview at step {step}"))
     else:
         sec.add(Note("No reconstruction previews were found in pretrain/previews/."))
     return sec
 
 
+def _noise_text(kind: str | None, used: dict | None) -> str:
+    """"auto (gaussian for 14 items)" - the configured noise kind and what it resolved to per modality."""
+    if not used:
+        return str(kind)
+    detail = ", ".join(f"{k} for {n} items" for k, n in used.items())
+    return f"{kind} ({detail})"
+
+
 def pretrain_summary_blocks(ctx: Context, summ: dict) -> list:
-    """Denoising PSNR gain and the scalar facts of pretrain/summary.json."""
-    return [Table(["", "value"], [[key, plain(v, "g") if isinstance(v, float) else v] for key, v in summ.items()
-                                  if isinstance(v, (int, float, str, bool))], "pretrain/summary.json")]
+    """Training facts and the denoising PSNR gain on the validation patients (pretrain/summary.json)."""
+    k = ctx.keys
+    out = [Paragraph(Markup(
+        "{} parameters; {} of {} planned steps done ({} epochs{}) on {} with {} training items from {} patient(s); "
+        "validation: {} items from {} patient(s). Evaluation patients excluded from pretraining: {}. Weights kept: {}.").format(
+        k.put("pretrain.n_params", summ.get("n_params"), "int"), k.put("pretrain.steps_done", summ.get("steps_done"), "int"),
+        plain(summ.get("steps_planned"), "int"), plain(summ.get("epochs"), ".3g"),
+        ", stopped early" if summ.get("stopped_early") else "", summ.get("device", "n/a"),
+        plain(summ.get("train_items"), "int"), plain(summ.get("train_patients"), "int"),
+        plain(summ.get("val_items"), "int"), plain(summ.get("val_patients"), "int"),
+        plain(summ.get("excluded_evaluation_patients"), "int"), summ.get("weights", "n/a")))]
+    if summ.get("val_psnr_recon_db") is not None:
+        out.append(Paragraph(Markup(
+            "Denoising on the validation patients: PSNR of the noisy input {} dB, of the reconstruction {} dB — a gain of {} dB "
+            "(final validation loss {}; training loss {}).").format(
+            k.put("pretrain.val_psnr_noisy_db", summ.get("val_psnr_noisy_db"), ".2f"),
+            k.put("pretrain.val_psnr_recon_db", summ.get("val_psnr_recon_db"), ".2f"),
+            k.put("pretrain.val_psnr_gain_db", summ.get("val_psnr_gain_db"), ".2f"),
+            k.put("pretrain.final_val_loss", summ.get("final_val_loss"), ".4g"),
+            k.put("pretrain.final_train_loss", summ.get("final_train_loss"), ".4g"))))
+    else:
+        out.append(Note("Not available: denoising PSNR — there was no validation split (pretrain.val_fraction is 0 or only one "
+                        "patient), so no held-out PSNR was measured."))
+    if summ.get("patches_per_s") is not None:
+        out.append(Paragraph(Markup("Throughput {} patches/s; fraction of training time spent waiting for data {}.").format(
+            plain(summ.get("patches_per_s"), ".3g"), plain(summ.get("data_wait_fraction"), ".2f"))))
+    return out
 
 
-def loss_curve_blocks(metrics: pd.DataFrame) -> list:
-    xcol = next((c for c in ("step", "global_step", "epoch") if c in metrics), None)
-    if xcol is None or metrics.empty:
-        return [Note("Not available: loss curves — pretrain/metrics.csv has no step column or no rows.")]
+def training_curve_blocks(metrics: pd.DataFrame, summ: dict) -> list:
+    """Loss per step (train and validation) and the validation PSNR of noisy vs reconstructed input."""
+    if metrics.empty or "step" not in metrics:
+        return [Note("Not available: loss curves — pretrain/metrics.csv has no rows.")]
+    split = metrics["split"].astype(str) if "split" in metrics else pd.Series("train", index=metrics.index)
     series = {}
-    for col in [c for c in metrics.columns if "loss" in c.lower()]:
-        v = pd.to_numeric(metrics[col], errors="coerce")
-        ok = v.notna()
-        if ok.sum() >= 1:
-            series[col] = (metrics.loc[ok, xcol].to_numpy(float), v[ok].to_numpy(float))
-    if not series:
-        return [Note("Not available: loss curves — pretrain/metrics.csv has no loss column.")]
-    return [fig(plots.loss_curves(series, xlabel=xcol), f"Loss per {xcol} ({len(metrics)} logged rows).", "loss curves")]
+    for part, cols in (("train", ("loss", "recon", "kl", "sparse")), ("val", ("loss",))):
+        rows = metrics[split == part]
+        for col in cols:
+            if col not in rows:
+                continue
+            v = pd.to_numeric(rows[col], errors="coerce")
+            same_as_total = col == "recon" and np.allclose(v.to_numpy(float), pd.to_numeric(rows["loss"], errors="coerce").to_numpy(float),
+                                                           equal_nan=True)
+            if v.notna().any() and not same_as_total and not (col in ("kl", "sparse") and (v.fillna(0) == 0).all()):
+                name = f"{part} {'total loss' if col == 'loss' else col}"
+                series[name] = (rows["step"].to_numpy(float)[v.notna()], v.dropna().to_numpy(float))
+    out = []
+    if series:
+        out.append(fig(plots.loss_curves(series, xlabel="optimizer step"),
+                       f"Loss per logged step (train: window means; val: clean-target reconstruction loss on the "
+                       f"{plain(summ.get('val_items'), 'int')} validation items).", "training and validation loss curves"))
+    val = metrics[split == "val"]
+    if {"psnr_noisy", "psnr_recon"} <= set(val.columns) and pd.to_numeric(val["psnr_recon"], errors="coerce").notna().any():
+        x = val["step"].to_numpy(float)
+        out.append(fig(plots.lines_by_group(
+            {"noisy input": (x, pd.to_numeric(val["psnr_noisy"], errors="coerce").to_numpy(float)),
+             "reconstruction": (x, pd.to_numeric(val["psnr_recon"], errors="coerce").to_numpy(float))},
+            "optimizer step", "PSNR vs clean input (dB)", "Denoising on validation patients", ylim=None, reference=None),
+            "PSNR of the corrupted input and of its reconstruction against the clean ROI, at each validation step. "
+            "The gap is the denoising gain.", "validation PSNR of noisy input and reconstruction"))
+    return out
 
 
 # ============================================================================= latent space
@@ -364,7 +411,7 @@ def latent_section(ctx: Context) -> Section:
     scores = U[:, :2] * S[:2]
     var = S**2 / np.sum(S**2)
     k = ctx.keys
-    sec.add(Paragraph(Markup("{} lesions × {} latent dimensions (standardised). The first two principal components explain {} "
+    sec.add(Paragraph(Markup("{} rows × {} latent dimensions (standardised). The first two principal components explain {} "
                              "and {} of the variance.").format(
         k.put("latent.lesions", len(rows), "int"), k.put("latent.dimensions", len(feat), "int"),
         k.put("latent.pc1_variance", var[0], ".3f"), k.put("latent.pc2_variance", var[1], ".3f"))))
@@ -384,16 +431,332 @@ def latent_section(ctx: Context) -> Section:
         title = f"PCA of latent features{'' if label is None else ' coloured by ' + label}"
         sec.add(fig(plots.scatter_2d(scores, c, kind, label or "", f"PC1 ({var[0]:.1%} of variance)",
                                      f"PC2 ({var[1]:.1%} of variance)", title),
-                    f"One point per lesion (n = {len(rows)}); grey points have no outcome (e.g. unlabeled pretraining "
-                    f"patients). PCA is unsupervised: the outcome only colours the points. UMAP is not used (not installed).",
+                    f"One point per row of latent.parquet (n = {len(rows)}); grey points have no outcome (e.g. unlabeled pretraining "
+                    f"patients). PCA is unsupervised and linear: the outcome only colours the points, and distances keep their meaning "
+                    f"(no UMAP, which is not among radae's dependencies).",
                     title))
     return sec
 
 
+# ============================================================================= feature tables
+def _flatten(obj: dict, prefix: str = "", skip: tuple[str, ...] = ()) -> list[list]:
+    """Nested JSON -> [["a.b", value], ...] of its scalars (lists joined), leaving out subtrees named in ``skip``."""
+    rows = []
+    for key, v in obj.items():
+        if key in skip:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(v, dict):
+            rows += _flatten(v, f"{name}.", skip)
+        elif isinstance(v, list):
+            rows.append([name, ", ".join(map(str, v))])
+        else:
+            rows.append([name, plain(v, "g") if isinstance(v, float) else v])
+    return rows
+
+
+def features_section(ctx: Context) -> Section:
+    """What the two feature tables hold: rows, columns per family, how PyRadiomics was run, provenance."""
+    sec = Section("features", "Feature tables")
+    run = ctx.run
+    lat = run.table("extract/latent.parquet")
+    rad = run.table("extract/radiomics.parquet")
+    if lat is None and rad is None:
+        sec.available = False
+        return sec.missing("the feature tables", run.why("extract/latent.parquet", "extract/radiomics.parquet")
+                           or "the extract stage did not run")
+    k = ctx.keys
+    parts = []
+    if lat is not None:
+        n_lat = sum(str(c).startswith("latent_") for c in lat.columns)
+        parts.append(Markup("learned: {} rows × {} latent features").format(
+            k.put("features.latent.rows", len(lat), "int"), k.put("features.latent.columns", n_lat, "int")))
+    if rad is not None:
+        n_rad = sum(str(c) not in ("case_id", "patient_id") and pd.api.types.is_numeric_dtype(rad[c]) for c in rad.columns)
+        parts.append(Markup("handcrafted (PyRadiomics): {} rows × {} features").format(
+            k.put("features.radiomics.rows", len(rad), "int"), k.put("features.radiomics.columns", n_rad, "int")))
+    ecfg = ctx.section_cfg("extract") or {}
+    unit = {"all": "one row per lesion", "largest": "one row per patient (its largest lesion)",
+            "volume_weighted_mean": "one row per patient (lesion-volume-weighted mean of each feature)"}.get(
+        ecfg.get("aggregate", "all"), str(ecfg.get("aggregate")))
+    sec.add(Paragraph(Markup("Tables: {}; {}, keyed by case_id and patient_id; Parquet and CSV twins in extract/.").format(
+        Markup("; ").join(parts), unit)))
+    rcfg = ecfg.get("radiomics") or {}
+    if rcfg:
+        grid = {"resampled": "on the image and mask resampled by radae's shared preprocessing path (same grid as the autoencoder)",
+                "original": "on the original image grid, with PyRadiomics' own resampling"}.get(rcfg.get("grid"), str(rcfg.get("grid")))
+        esum = (run.json("extract/summary.json") or {}).get("radiomics") or {}
+        prov_r = ((run.json("extract/provenance.json") or {}).get("radiomics") or {})
+        params = prov_r.get("parameter_files") or rcfg.get("params") or "the shipped default for the modality"
+        sec.add(Paragraph(Markup("PyRadiomics ran {}; image types: {}; parameter file(s): {}. "
+                                 "Extraction failures: {} learned, {} handcrafted (listed under Data).").format(
+            grid, ", ".join(rcfg.get("image_types") or []) or prov_r.get("image_types") or "as in the parameter file", params,
+            plain(((run.json("extract/summary.json") or {}).get("latent") or {}).get("failed"), "int"), plain(esum.get("failed"), "int"))))
+    dic = run.table("extract/data_dictionary.csv")
+    if dic is None:
+        sec.missing("the data dictionary", run.why("extract/data_dictionary.csv"))
+    elif "family" in dic.columns:
+        counts = dic.groupby("family", sort=True).size().rename("columns").reset_index()
+        sec.add(table_from_frame(counts, Markup("Columns per feature family (extract/data_dictionary.csv, {} entries, with "
+                                                "units and a description of each).").format(len(dic))))
+    prov = run.json("extract/provenance.json")
+    if prov is not None:
+        flat = _flatten(prov, skip=("lesions", "params", "run_dir", "featureClass"))
+        sec.add(Table(["provenance", "value"], flat,
+                      "Provenance of the feature tables (extract/provenance.json; per-lesion image/mask hashes and the full "
+                      "PyRadiomics settings are in the file, and the Parquet tables carry the same record in their metadata).",
+                      collapsed=True))
+    return sec
+
+
+# ============================================================================= downstream results
+CLS_METRICS = (("auc", "AUC"), ("balanced_accuracy", "balanced accuracy"), ("brier", "Brier score"),
+               ("calibration_slope", "calibration slope"), ("calibration_intercept", "calibration intercept"))
+SURV_METRICS = (("harrell_c", "Harrell's C"), ("uno_c", "Uno's C"), ("td_auc_mean", "mean td-AUC"), ("ibs", "integrated Brier"))
+
+
+def _ci(ctx: Context, key: str, entry: dict | None, est: str = "mean", fmt: str = ".3f") -> Markup:
+    """``0.812 [0.701, 0.901]`` with all three numbers as key spans (n/a when the entry is missing)."""
+    entry = entry or {}
+    k = ctx.keys
+    return Markup("{} [{}, {}]").format(k.put(f"{key}.{est}", entry.get(est), fmt), k.put(f"{key}.ci_low", entry.get("ci_low"), fmt),
+                                        k.put(f"{key}.ci_high", entry.get("ci_high"), fmt))
+
+
+def _first(d: dict | None):
+    return next(iter(d.items())) if d else (None, None)
+
+
 def downstream_section(ctx: Context) -> Section:
-    sec = Section("downstream", "Downstream results")
-    sec.available = False
-    return sec.missing("downstream", "not yet written")
+    sec = Section("downstream", "Downstream results: learned vs handcrafted features")
+    run = ctx.run
+    summ = run.json("benchmark/summary.json")
+    if summ is None:
+        sec.available = False
+        return sec.missing("downstream results", run.why("benchmark/summary.json") or "the benchmark stage did not run")
+    cvc = summ.get("cv") or {}
+    fsets = summ.get("feature_sets") or {}
+    k = ctx.keys
+    sec.add(Paragraph(Markup(
+        "Cohort: {} ({} {}s from {} patients). Every feature set is evaluated on the same rows and the same folds: {}-fold "
+        "cross-validation grouped by patient, repeated {} times, with a nested {}-fold search of hyperparameters; imputation, "
+        "filtering (|r| ≥ {} dropped), scaling and selection ({}, up to {} features) are fitted inside each training fold. "
+        "Intervals: fold-mean metrics with the Nadeau–Bengio corrected t interval; pooled out-of-fold metrics with a "
+        "{}-replicate patient bootstrap. Pairwise p-values are adjusted with {} within each task and test.").format(
+        "evaluation patients only (never seen in pretraining)" if summ.get("cohort") == "evaluation_patients" else "all patients",
+        k.put("benchmark.n_rows", summ.get("n_rows"), "int"), summ.get("unit", "row"),
+        k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
+        cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"), cvc.get("bootstrap"),
+        {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(cvc.get("adjust"), cvc.get("adjust") or "n/a"))))
+    if fsets:
+        sec.add(Table(["feature set", "input features", "preprocessing"],
+                      [[n, k.put(f"benchmark.feature_sets.{key_segment(n)}.n_features", v.get("n_features"), "int"),
+                        v.get("preprocessing", "")] for n, v in fsets.items()],
+                      "Feature sets compared (volume, voxel PCA and clinical are baselines that expose weak signatures).",
+                      numeric=[False, True, False]))
+    preds = run.table("benchmark/predictions.parquet")
+    comps = run.table("benchmark/comparisons.csv")
+    if summ.get("classification"):
+        sec.add(*classification_blocks(ctx, summ["classification"], preds, comps, cvc.get("adjust")))
+    else:
+        sec.add(Heading("Classification"), Note("No classification task in this run (benchmark.classification is not set)."))
+    if summ.get("survival"):
+        sec.add(*survival_blocks(ctx, summ["survival"], comps, cvc.get("adjust")))
+    else:
+        sec.add(Heading("Survival"), Note("No survival task in this run (benchmark.survival is not set, or it was refused)."))
+    return sec
+
+
+def _result_rows(ctx: Context, task: str, results: dict, metrics, main: str) -> tuple[list, list]:
+    rows, forest = [], []
+    for fset, per_model in results.items():
+        for model, entry in per_model.items():
+            base = f"{task}.{key_segment(fset)}.{key_segment(model)}"
+            row = [fset, model]
+            for m, _label in metrics:
+                row.append(_ci(ctx, f"{base}.{m}", entry.get(m)))
+            pooled = entry.get(f"{main}_pooled") or {}
+            row.append(_ci(ctx, f"{base}.{main}_pooled", pooled, est="estimate"))
+            if task == "survival":
+                row.append(ctx.keys.put(f"{base}.logrank_p", entry.get("logrank_p"), ".3g"))
+            rows.append(row)
+            e = entry.get(main) or {}
+            forest.append((f"{fset} / {model}", *(float(e.get(x)) if e.get(x) is not None else np.nan for x in ("mean", "ci_low", "ci_high"))))
+    return rows, forest
+
+
+def _control_rows(ctx: Context, task: str, control: dict, main: str) -> tuple[list, list]:
+    rows, forest = [], []
+    for fset, per_model in (control or {}).items():
+        for model, entry in per_model.items():
+            e = entry.get(main) or {}
+            rows.append([fset, model, _ci(ctx, f"{task}.shuffled_control.{key_segment(fset)}.{key_segment(model)}.{main}", e)])
+            forest.append((f"shuffled labels: {fset}", *(float(e.get(x)) if e.get(x) is not None else np.nan for x in ("mean", "ci_low", "ci_high"))))
+    return rows, forest
+
+
+def _fold_blocks(ctx: Context, task: str, metric: str, label: str) -> list:
+    """Per-fold values of the main metric (cv_results.parquet): the spread behind the means."""
+    cvres = ctx.run.table("benchmark/cv_results.parquet")
+    if cvres is None:
+        return [Note(f"Not available: per-fold results — {ctx.run.why('benchmark/cv_results.parquet')}.")]
+    c = cvres[(cvres["task"] == task) & (cvres["metric"] == metric) & (cvres["fold"] >= 0)]
+    if c.empty:
+        return []
+    groups = {}
+    for (fset, model, control), g in c.groupby(["feature_set", "model", "control"], sort=False):
+        groups[f"{'shuffled: ' if control else ''}{fset}\n{model}"] = g["value"].to_numpy(float)
+    n_test = int(c["n_test"].median())
+    return [fig(plots.strip_by_group(groups, f"{label} per outer test fold", f"{label} per fold", ylim=(0.0, 1.0), reference=0.5),
+                f"One point per outer test fold and repeat (median {n_test} rows per test fold); boxes: quartiles.",
+                f"{label} per fold")]
+
+
+def _comparison_table(ctx: Context, comps: pd.DataFrame | None, task: str, adjust: str | None) -> list:
+    if comps is None:
+        return [Note(f"Not available: pairwise comparisons — {ctx.run.why('benchmark/comparisons.csv')}.")]
+    c = comps[comps["task"] == task] if "task" in comps else comps.iloc[:0]
+    if c.empty:
+        return [Note("No pairwise comparisons (fewer than two feature sets).")]
+    adj_col = "p_holm" if adjust == "holm" else "p_bh"
+    rows = []
+    k = ctx.keys
+    for r in c.itertuples(index=False):
+        key = f"comparisons.{task}.{key_segment(r.model)}.{key_segment(r.test)}.{key_segment(r.set_a)}__vs__{key_segment(r.set_b)}"
+        ci = "" if pd.isna(r.ci_low) else f"[{plain(r.ci_low, '.3f')}, {plain(r.ci_high, '.3f')}]"
+        rows.append([f"{r.set_a} vs {r.set_b}", r.model, {"corrected_t": "corrected t (folds)", "delong": "DeLong (pooled)"}.get(r.test, r.test),
+                     Markup("{} − {} = {} {}").format(plain(r.estimate_a, ".3f"), plain(r.estimate_b, ".3f"),
+                                                      k.put(f"{key}.diff", r.diff, ".3f"), ci),
+                     k.put(f"{key}.p_raw", r.p_raw, ".3g"), k.put(f"{key}.p_adjusted", getattr(r, adj_col), ".3g"),
+                     "yes" if str(r.significant).lower() in ("true", "1") else "no"])
+    return [Table(["comparison", "model", "test", "estimate a − b = difference [95% CI]", "p", f"p adjusted ({adjust})", "significant"],
+                  rows, "Paired comparisons of feature sets on the same folds (corrected t: fold-wise differences of the metric; "
+                  "DeLong: pooled out-of-fold predictions).", numeric=[False, False, False, False, True, True, False])]
+
+
+def classification_blocks(ctx: Context, cls: dict, preds: pd.DataFrame | None, comps: pd.DataFrame | None,
+                          adjust: str | None) -> list:
+    k = ctx.keys
+    label = cls.get("label")
+    out: list = [Heading(f"Classification: {label}")]
+    out.append(Paragraph(Markup("{} rows from {} patients; {} positive, {} negative.").format(
+        k.put("classification.n_rows", cls.get("n_rows"), "int"), k.put("classification.n_patients", cls.get("n_patients"), "int"),
+        k.put("classification.n_positive", cls.get("n_positive"), "int"), k.put("classification.n_negative", cls.get("n_negative"), "int"))))
+    results = cls.get("results") or {}
+    rows, forest = _result_rows(ctx, "classification", results, CLS_METRICS, "auc")
+    cols = ["feature set", "model", *(f"{lab} mean [95% CI]" for _m, lab in CLS_METRICS), "pooled AUC [bootstrap 95% CI]"]
+    out.append(Table(cols, rows, "Cross-validated classification metrics (mean over outer folds and repeats)."))
+    crow, cforest = _control_rows(ctx, "classification", cls.get("shuffled_control"), "auc")
+    if crow:
+        out.append(Table(["feature set", "model", "AUC mean [95% CI]"], crow,
+                         "Shuffled-label control: the same pipeline on outcomes permuted between patients. It should be near 0.5; "
+                         "if it is not, something leaks."))
+    if forest:
+        out.append(fig(plots.estimate_with_ci(forest + cforest, "AUC (mean over folds, 95% CI)", "Discrimination by feature set"),
+                       f"AUC with corrected-t 95% intervals; dashed line = chance. n = {cls.get('n_rows')} rows, "
+                       f"{cls.get('n_positive')} positive.", "AUC with confidence intervals per feature set"))
+    out += _fold_blocks(ctx, "classification", "auc", "AUC")
+    out += _comparison_table(ctx, comps, "classification", adjust)
+    if preds is None:
+        out.append(Note(f"Not available: ROC and calibration curves — {ctx.run.why('benchmark/predictions.parquet')}."))
+        return out
+    p = preds[(preds["task"] == "classification") & (~preds["control"].astype(bool)) & (preds["repeat"] == preds["repeat"].min())]
+    model = next(iter(p["model"].unique()), None) if len(p) else None
+    p = p[p["model"] == model]
+    if p.empty:
+        out.append(Note("Not available: ROC and calibration curves — predictions.parquet has no classification rows."))
+        return out
+    from sklearn.metrics import roc_curve
+
+    from radae.evaluate.stats import auc_score
+
+    rocs, cals = {}, {}
+    for fset, g in p.groupby("feature_set", sort=False):
+        y, s = g["label"].to_numpy(float), g["score"].to_numpy(float)
+        ok = np.isfinite(y) & np.isfinite(s)
+        y, s = y[ok], s[ok]
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        rocs[f"{fset} (AUC {auc_score(y, s):.3f}, n = {len(y)})"] = (fpr, tpr)
+        n_bins = int(max(3, min(10, len(y) // 10)))
+        edges = np.unique(np.quantile(s, np.linspace(0, 1, n_bins + 1)))
+        idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, len(edges) - 2)
+        pred = np.array([s[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
+        obs = np.array([y[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
+        cnt = np.array([(idx == b).sum() for b in range(len(edges) - 1) if (idx == b).any()])
+        cals[f"{fset} ({len(cnt)} bins)"] = (pred, obs, cnt)
+    out.append(fig(plots.roc_curves(rocs, f"ROC, pooled out-of-fold predictions ({model}, first repeat)"),
+                   "Each curve pools the out-of-fold predictions of one repeat, so every row is predicted once by a model "
+                   "that never saw it. The AUC in the legend (this repeat only) differs from the fold mean and from the pooled "
+                   "AUC in the table (mean prediction over repeats).", "ROC curves"))
+    out.append(fig(plots.calibration_curves(cals, f"Calibration, pooled out-of-fold predictions ({model})"),
+                   "Observed fraction of positives against the mean predicted probability in quantile bins of the prediction "
+                   "(marker area ~ rows in the bin); the dashed diagonal is perfect calibration.", "calibration curves"))
+    return out
+
+
+def survival_blocks(ctx: Context, sv: dict, comps: pd.DataFrame | None, adjust: str | None) -> list:
+    k = ctx.keys
+    out: list = [Heading(f"Survival: {sv.get('time')} / {sv.get('event')}")]
+    horizons = sv.get("horizons") or []
+    out.append(Paragraph(Markup("{} rows from {} patients with {} events. Time-dependent AUC at horizons {}; integrated Brier "
+                                "score over {}.").format(
+        k.put("survival.n_rows", sv.get("n_rows"), "int"), k.put("survival.n_patients", sv.get("n_patients"), "int"),
+        k.put("survival.n_events", sv.get("n_events"), "int"), ", ".join(plain(h, ".4g") for h in horizons) or "n/a",
+        " – ".join(plain(x, ".4g") for x in (sv.get("ibs_window") or [])) or "n/a")))
+    results = sv.get("results") or {}
+    rows, forest = _result_rows(ctx, "survival", results, SURV_METRICS, "harrell_c")
+    cols = ["feature set", "model", *(f"{lab} mean [95% CI]" for _m, lab in SURV_METRICS), "pooled Harrell's C [bootstrap 95% CI]",
+            "log-rank p (risk groups)"]
+    out.append(Table(cols, rows, "Cross-validated survival metrics (mean over outer folds and repeats). Risk groups: above/below "
+                     "the training-fold median risk."))
+    crow, cforest = _control_rows(ctx, "survival", sv.get("shuffled_control"), "harrell_c")
+    if crow:
+        out.append(Table(["feature set", "model", "Harrell's C mean [95% CI]"], crow,
+                         "Shuffled-outcome control (should be near 0.5)."))
+    if forest:
+        out.append(fig(plots.estimate_with_ci(forest + cforest, "Harrell's C (mean over folds, 95% CI)", "Concordance by feature set"),
+                       f"C-index with corrected-t 95% intervals; dashed line = chance. n = {sv.get('n_rows')} rows, "
+                       f"{sv.get('n_events')} events.", "C-index with confidence intervals per feature set"))
+    out += _fold_blocks(ctx, "survival", "harrell_c", "Harrell's C")
+    td = {}
+    for fset, per_model in results.items():
+        model, entry = _first(per_model)
+        hs = sorted((float(m.split("@", 1)[1]), v.get("mean")) for m, v in (entry or {}).items() if m.startswith("td_auc@"))
+        if hs:
+            td[f"{fset} / {model}"] = (np.array([h for h, _ in hs]), np.array([np.nan if v is None else v for _, v in hs], dtype=float))
+    if td:
+        out.append(fig(plots.lines_by_group(td, f"horizon ({sv.get('time')})", "time-dependent AUC (mean over folds)",
+                                            "Time-dependent AUC (cumulative/dynamic)"),
+                       "Uno's cumulative/dynamic AUC at each horizon, mean over outer folds; dashed line = chance.",
+                       "time-dependent AUC per horizon"))
+    km = ctx.run.table("benchmark/km.parquet")
+    if km is None or km.empty:
+        out.append(Note(f"Not available: Kaplan–Meier curves — {ctx.run.why('benchmark/km.parquet') or 'km.parquet has no rows'}."))
+    else:
+        panels = {}
+        for (fset, model), g in km.groupby(["feature_set", "model"], sort=False):
+            p = ((results.get(fset) or {}).get(model) or {}).get("logrank_p")
+            groups = {}
+            for grp, gg in g.groupby("group", sort=True):
+                gg = gg.sort_values("time")
+                groups[str(grp)] = (gg["time"].to_numpy(float), gg["survival"].to_numpy(float), gg["ci_lower"].to_numpy(float),
+                                    gg["ci_upper"].to_numpy(float), int(gg["at_risk"].max()) if gg["at_risk"].notna().any() else 0)
+            panels[f"{fset} / {model}: log-rank p = {plain(p, '.3g')}"] = groups
+        out.append(fig(plots.km_panels(panels, sv.get("time") or "time", "Kaplan–Meier curves of out-of-fold risk groups"),
+                       "Patients split at the training-fold median of the predicted risk (first repeat, out-of-fold), "
+                       "with 95% confidence bands; n = rows at risk at time 0.", "Kaplan-Meier curves"))
+    out += _comparison_table(ctx, comps, "survival", adjust)
+    return out
+
+
+def _skip_reason(ctx: Context, part: str) -> str:
+    """Why the benchmark skipped robustness/redundancy, as it recorded in its summary.json ("" if it did not)."""
+    info = (ctx.run.json("benchmark/summary.json") or {}).get(part) or {}
+    if info.get("status") == "skipped":
+        return f"the benchmark skipped it: {info.get('reason') or 'no reason given'}"
+    return ""
 
 
 def robustness_section(ctx: Context) -> Section:
@@ -402,10 +765,8 @@ def robustness_section(ctx: Context) -> Section:
     rcfg = ctx.section_cfg("benchmark", "robustness") or {}
     if rob is None:
         sec.available = False
-        why = ctx.run.why("benchmark/robustness.parquet")
-        if rcfg and not rcfg.get("enabled", True):
-            why = "benchmark.robustness.enabled is false in this run"
-        return sec.missing("feature robustness", why or "the benchmark stage did not run")
+        return sec.missing("feature robustness", _skip_reason(ctx, "robustness") or ctx.run.why("benchmark/robustness.parquet")
+                           or "the benchmark stage did not run")
     if rob.empty:
         sec.available = False
         return sec.missing("feature robustness", "benchmark/robustness.parquet has no rows (no lesion completed every perturbation)")
@@ -446,7 +807,7 @@ def redundancy_section(ctx: Context) -> Section:
     red = ctx.run.table("benchmark/redundancy.parquet")
     if red is None or red.empty:
         sec.available = False
-        return sec.missing("the redundancy analysis", ctx.run.why("benchmark/redundancy.parquet")
+        return sec.missing("the redundancy analysis", _skip_reason(ctx, "redundancy") or ctx.run.why("benchmark/redundancy.parquet")
                            or "benchmark/redundancy.parquet has no rows")
     k = ctx.keys
     ok = red.dropna(subset=["abs_rho"])
@@ -475,7 +836,7 @@ def redundancy_section(ctx: Context) -> Section:
                 f"features with the strongest correlation to any latent (of {n_hc}). Colour range fixed at [-1, 1].",
                 "heat map of latent-handcrafted correlations"))
     top = best.head(10)[["latent", "feature", "rho"]]
-    sec.add(table_from_frame(top, "The ten latent dimensions with the strongest handcrafted twin"))
+    sec.add(table_from_frame(top, "Latent dimensions with the strongest handcrafted twin (up to ten)"))
     return sec
 
 
@@ -485,20 +846,119 @@ def ibsi_section(ctx: Context) -> Section:
     if tab is None or tab.empty:
         sec.available = False
         return sec.missing("the IBSI compliance table", ctx.run.why("extract/ibsi_compliance.csv") or "the table has no rows")
-    status_col = next((c for c in ("status", "match", "within_tolerance", "compliant") if c in tab.columns), None)
-    if status_col is not None:
-        counts = tab[status_col].astype(str).value_counts().sort_index()
-        k = ctx.keys
-        sec.add(Paragraph(Markup("PyRadiomics (as configured by radae) against the IBSI reference values: {} of {} compared "
-                                 "features ({}).").format(
-            k.put("ibsi.rows", len(tab), "int"), len(tab),
-            Markup(", ").join(Markup("{}: {}").format(v, k.put(f"ibsi.{key_segment(status_col)}.{key_segment(v)}", n, "int"))
-                              for v, n in counts.items()))))
-    sec.add(table_from_frame(tab, "IBSI compliance (extract/ibsi_compliance.csv): reference value and tolerance, radae's value, "
-                             "and why a feature differs where it does.", max_rows=ctx.max_rows, digits=6))
+    if not {"dataset", "status"} <= set(tab.columns):
+        sec.add(Note("extract/ibsi_compliance.csv has no dataset/status columns; shown as is."))
+        sec.add(table_from_frame(tab, "IBSI compliance table", max_rows=ctx.max_rows, digits=6))
+        return sec
+    k = ctx.keys
+    status = tab["status"].astype(str)
+    compared = status.isin(["match", "mismatch"])
+    n_match = int((status == "match").sum())
+    sec.add(Paragraph(Markup(
+        "PyRadiomics, run through radae's own wrapper, against the IBSI 1 consensus reference values (digital phantom and "
+        "CT phantom configurations): {} of {} features with a reference and a PyRadiomics counterpart match within the "
+        "IBSI tolerance; {} do not, each with the reason below. Rows marked not_in_pyradiomics / not_configurable are IBSI "
+        "features or settings PyRadiomics cannot produce.").format(
+        k.put("ibsi.match", n_match, "int"), k.put("ibsi.compared", int(compared.sum()), "int"),
+        k.put("ibsi.mismatch", int((status == "mismatch").sum()), "int"))))
+    counts = pd.crosstab(tab["dataset"].astype(str), status).reset_index()
+    counts.columns.name = None
+    sec.add(table_from_frame(counts, "Features per IBSI dataset/configuration and outcome of the comparison."))
+    mism = tab.loc[status == "mismatch"]
+    mism = pd.DataFrame({
+        "dataset": mism["dataset"], "IBSI feature": mism.get("ibsi_feature"),
+        "PyRadiomics feature": mism.get("pyradiomics_feature", pd.Series("", index=mism.index)).astype(str).str.replace("original_", "", regex=False),
+        "reference ± tolerance": [f"{plain(r, '.6g')} ± {plain(t, '.3g')}" for r, t in zip(mism.get("reference"), mism.get("tolerance"))],
+        "radae": mism.get("value"), "reason": mism.get("reason")})
+    if len(mism):
+        sec.add(table_from_frame(mism, "Features that differ from the IBSI reference, and why.", max_rows=ctx.max_rows, digits=6,
+                                 wide=("reason",)))
+    version = tab["pyradiomics_version"].dropna().astype(str).unique() if "pyradiomics_version" in tab else []
+    sec.add(Paragraph(f"Full table (naming map PyRadiomics → IBSI, values, tolerances): extract/ibsi_compliance.csv, "
+                      f"{len(tab)} rows; PyRadiomics {', '.join(version) or 'version not recorded'}."))
     return sec
 
 
 def summary_section(ctx: Context) -> Section:
+    """What was compared and the headline in one sentence, with CIs (built after the result sections)."""
     sec = Section("summary", "Run summary")
+    run = ctx.run
+    cases = run.table("ingest/cases.parquet")
+    bsum = run.json("benchmark/summary.json")
+    k = ctx.keys
+    if bsum is None:
+        sec.add(Paragraph(Markup("No benchmark results in this run ({}), so there is no headline comparison. {}").format(
+            run.why("benchmark/summary.json") or "the benchmark stage did not run",
+            Markup("The run covers {} lesions from {} patients.").format(k.put("data.lesions", len(cases), "int"),
+                                                                         k.put("data.patients", cases["patient_id"].nunique(), "int"))
+            if cases is not None else "")))
+    else:
+        sentences = [s for s in (_headline(ctx, bsum, "classification"), _headline(ctx, bsum, "survival")) if s]
+        if sentences:
+            sec.add(Paragraph(Markup(" ").join(sentences)))
+        else:
+            sec.add(Paragraph("The benchmark ran but produced no task results (see the downstream section)."))
+        sets = list((bsum.get("feature_sets") or {}).keys())
+        cvc = bsum.get("cv") or {}
+        tasks = []
+        if bsum.get("classification"):
+            tasks.append(f"classification of {bsum['classification'].get('label')}")
+        if bsum.get("survival"):
+            tasks.append(f"survival ({bsum['survival'].get('time')}, {bsum['survival'].get('event')})")
+        sec.add(Paragraph(Markup("Compared: feature sets {} with {} for {}; {}-fold × {} patient-grouped nested cross-validation "
+                                 "(seed {}).").format(", ".join(sets) or "none", ", ".join((cvc.get("models") or []) + (cvc.get("survival_models") or [])) or "n/a",
+                                                      " and ".join(tasks) or "no task", cvc.get("folds"), cvc.get("repeats"), cvc.get("seed"))))
+        if bsum.get("headline"):
+            sec.add(Paragraph(Markup("Benchmark stage's own one-line summary: <em>{}</em>").format(bsum["headline"])))
+    stages = []
+    for name in ("ingest", "preprocess", "pretrain", "extract", "benchmark"):
+        meta = run.stage_meta(name) or {}
+        stages.append(f"{name}: {meta.get('status', 'not run')}")
+    sec.add(Paragraph("Stages: " + "; ".join(stages) + "."))
     return sec
+
+
+def _headline(ctx: Context, bsum: dict, task: str) -> Markup | None:
+    """"On N patients, learned features reached AUC m [lo, hi] vs handcrafted m [lo, hi] (adjusted p = x)."""
+    t = bsum.get(task)
+    if not t or not t.get("results"):
+        return None
+    main, label = ("auc", "AUC") if task == "classification" else ("harrell_c", "Harrell's C")
+    results = t["results"]
+    pair = [s for s in ("learned", "handcrafted") if s in results]
+    if len(pair) < 2:  # no learned-vs-handcrafted pair: the best set against the first other one
+        best = (t.get("best") or {}).get("feature_set")
+        pair = [best] + [s for s in results if s != best][:1] if best in results else list(results)[:2]
+    model = _first(results[pair[0]])[0]
+    k = ctx.keys
+    parts = []
+    for i, fset in enumerate(pair):
+        entry = ((results.get(fset) or {}).get(model) or {}).get(main) or {}
+        key = f"{task}.{key_segment(fset)}.{key_segment(model)}.{main}"
+        parts.append(Markup("{} features {}{} (95% CI {}–{})").format(
+            fset, f"{label} " if i == 0 else "", k.put(f"{key}.mean", entry.get("mean"), ".3f"),
+            k.put(f"{key}.ci_low", entry.get("ci_low"), ".3f"), k.put(f"{key}.ci_high", entry.get("ci_high"), ".3f")))
+    outcome = t.get("label") if task == "classification" else f"{t.get('time')} / {t.get('event')}"
+    cvc = bsum.get("cv") or {}
+    sentence = Markup("<strong>{}</strong> ({} patients, {} {}s; {}, {}-fold × {} cross-validation): {}").format(
+        outcome, k.put(f"{task}.n_patients", t.get("n_patients"), "int"), k.put(f"{task}.n_rows", t.get("n_rows"), "int"),
+        bsum.get("unit", "row"), model, cvc.get("folds"), cvc.get("repeats"), Markup(" vs ").join(parts))
+    comps = ctx.run.table("benchmark/comparisons.csv")
+    adjust = (bsum.get("cv") or {}).get("adjust")
+    if comps is not None and len(pair) == 2 and "task" in comps:
+        c = comps[(comps["task"] == task) & (comps["model"] == model) & (comps["test"] == "corrected_t")
+                  & (((comps["set_a"] == pair[0]) & (comps["set_b"] == pair[1])) | ((comps["set_a"] == pair[1]) & (comps["set_b"] == pair[0])))]
+        if len(c):
+            r = c.iloc[0]
+            key = f"comparisons.{task}.{key_segment(model)}.corrected_t.{key_segment(r['set_a'])}__vs__{key_segment(r['set_b'])}"
+            col = "p_holm" if adjust == "holm" else "p_bh"
+            sentence += Markup("; paired difference {} − {} = {} ({}-adjusted p = {})").format(
+                r["set_a"], r["set_b"], k.put(f"{key}.diff", r["diff"], ".3f"), {"holm": "Holm", "bh": "BH"}.get(adjust, adjust),
+                k.put(f"{key}.p_adjusted", r[col], ".3g"))
+    ctrl = t.get("shuffled_control") or {}
+    cset, cper = _first(ctrl)
+    if cper:
+        cmodel, centry = _first(cper)
+        sentence += Markup("; shuffled-label control ({}) {}").format(cset,
+            k.put(f"{task}.shuffled_control.{key_segment(cset)}.{key_segment(cmodel)}.{main}.mean", (centry.get(main) or {}).get("mean"), ".3f"))
+    return sentence + Markup(".")

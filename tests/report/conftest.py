@@ -18,7 +18,7 @@ def tiny_overrides(runs_dir: Path) -> list[str]:
     return [
         f"runs_dir={runs_dir}",
         f"preprocess.cache_dir={runs_dir / 'cache'}",
-        "data.synth.cases=16",
+        "data.synth.cases=40",
         "data.synth.size_vox=32",
         "preprocess.spacing_mm=[1.5,1.5,1.5]",
         "preprocess.roi_size_vox=[16,16,16]",
@@ -45,13 +45,27 @@ def tiny_overrides(runs_dir: Path) -> list[str]:
     ]
 
 
+def runnable_stages() -> list[str]:
+    """Registered stages whose upstream stages are registered too (all of them once every stage exists)."""
+    from radae.config import STAGES
+    from radae.runner import STAGE_REGISTRY, _ensure_stages_imported
+
+    _ensure_stages_imported()
+    ok: list[str] = []
+    for name in STAGES:
+        spec = STAGE_REGISTRY.get(name)
+        if spec is not None and all(u in ok for u in spec.upstream):
+            ok.append(name)
+    return ok
+
+
 def build_tiny_run(runs_dir: Path, stages: list[str] | None = None) -> Path:
     """Run the tiny demo pipeline into ``runs_dir`` and make sure the report exists; returns the run folder."""
     from radae.config import load_pipeline
     from radae.report.build import build_report
     from radae.runner import run_pipeline
 
-    cfg = load_pipeline(DEMO, overrides=tiny_overrides(runs_dir))
+    cfg = load_pipeline(DEMO, overrides=tiny_overrides(runs_dir) + [f"stages=[{', '.join(runnable_stages())}]"])
     run_pipeline(cfg, stages=stages, quiet=True)
     if not (cfg.run_dir / "report" / "report.html").exists():
         build_report(cfg.run_dir)
@@ -68,3 +82,11 @@ def tiny_run(tmp_path_factory) -> Path:
 def make_tiny_run():
     """The builder itself, for tests that need their own (e.g. partial) run."""
     return build_tiny_run
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(runs_dir, *extra_overrides)`` -> the validated tiny demo PipelineConfig."""
+    from radae.config import load_pipeline
+
+    return lambda runs_dir, *extra: load_pipeline(DEMO, overrides=tiny_overrides(runs_dir) + list(extra))

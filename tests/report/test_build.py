@@ -85,7 +85,7 @@ def test_partial_run_says_what_is_missing(make_tiny_run, tmp_path):
     run_dir = make_tiny_run(tmp_path / "runs", stages=["ingest"])
     res = build_report(run_dir, tmp_path / "out")
     html = (tmp_path / "out" / "report.html").read_text()
-    assert "preprocess/rois.parquet" in res.missing and "benchmark/cv_results.parquet" in res.missing
+    assert "preprocess/rois.parquet" in res.missing and "benchmark/summary.json" in res.missing
     assert "Not available: pretraining results" in html
     assert "lesion_volume" not in json.dumps(res.summary)
     assert lookup(res.summary["numbers"], "data.lesions") > 0

@@ -1,0 +1,211 @@
+"""Learned features: the trained encoder's latent vector per lesion ROI (VAE: mu; autoencoder: the bottleneck).
+
+Input is exactly what pretraining saw: the ROI ``.npz`` of the preprocess cache (``rois.parquet`` -> ``roi_path``),
+loaded by :class:`radae.train.ItemReader` (the training loader itself), with the lesion mask as second channel when
+the model was trained with one (``meta["in_channels"] == 2``). No second preprocessing implementation exists.
+
+Inference is batched (``extract.latent.batch_size``) in eval mode under ``torch.inference_mode``, on
+``extract.latent.device``. With ``tta_flips`` each ROI is encoded in all 8 combinations of flips along z, y and x
+and the latents are averaged (a flip-invariant feature; 8x the compute). On CPU the result is deterministic: the
+same model, ROIs and batch size give the same bytes.
+
+Columns: ``latent_000 ... latent_{D-1}`` (float64 holding the float32 values exactly), keyed by case_id and
+patient_id.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from radae.config import LatentConfig, PipelineConfig
+from radae.errors import ExtractError, RadaeError, case_message
+
+logger = logging.getLogger(__name__)
+
+_SPATIAL_DIMS = (2, 3, 4)  # (B, C, Z, Y, X)
+
+
+def latent_columns(dim: int) -> list[str]:
+    return [f"latent_{i:03d}" for i in range(int(dim))]
+
+
+def select_device(preference: str) -> torch.device:
+    """``auto``: CUDA if available, else CPU; ``cuda`` without a GPU is an error."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ExtractError("extract.latent.device is 'cuda' but torch sees no CUDA device -> use device: auto or cpu")
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def flip_sets(tta_flips: bool) -> list[tuple[int, ...]]:
+    """The flips to average over: none, or all 8 subsets of the spatial axes."""
+    if not tta_flips:
+        return [()]
+    return [c for r in range(4) for c in itertools.combinations(_SPATIAL_DIMS, r)]
+
+
+@torch.inference_mode()
+def encode_batch(model: torch.nn.Module, x: torch.Tensor, tta_flips: bool = False) -> torch.Tensor:
+    """``(B, C, Z, Y, X)`` -> ``(B, latent_dim)`` float32: ``model.encode`` (mean over flips with ``tta_flips``)."""
+    flips = flip_sets(tta_flips)
+    acc = None
+    for dims in flips:
+        z = model.encode(x.flip(dims) if dims else x).float()
+        acc = z if acc is None else acc + z
+    return acc / len(flips)
+
+
+@dataclass(frozen=True)
+class LatentResult:
+    table: pd.DataFrame  # case_id, patient_id, latent_###
+    failures: list[tuple[str, str, str]]  # (case_id, message, file)
+    seconds: float
+
+
+def _roi_reader(in_channels: int):
+    from radae.train import Item, ItemReader
+
+    reader = ItemReader(mask_channel=in_channels == 2)
+
+    def load(row: dict) -> np.ndarray:
+        return reader.load(Item(str(row["case_id"]), str(row["patient_id"]), str(row.get("modality", "")),
+                                str(row["roi_path"]), -1))
+
+    return load
+
+
+def extract_latents(rows: list[dict], model: torch.nn.Module, meta: dict, cfg: LatentConfig,
+                    device: torch.device, progress: Callable | None = None) -> LatentResult:
+    """Latents of every ROI in ``rows`` (rois.parquet records). Unreadable or mis-shaped ROIs become failures."""
+    import time
+
+    t0 = time.perf_counter()
+    in_ch = int(meta["in_channels"])
+    roi_zyx = tuple(int(n) for n in meta["roi_size_zyx"])
+    load = _roi_reader(in_ch)
+    cols = latent_columns(int(meta["latent_dim"]))
+    failures: list[tuple[str, str, str]] = []
+    keys: list[tuple[str, str]] = []
+    values: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    batch_keys: list[tuple[str, str]] = []
+    model.eval()
+
+    def flush() -> None:
+        if not batch:
+            return
+        x = torch.from_numpy(np.stack(batch)).to(device)
+        z = encode_batch(model, x, cfg.tta_flips).cpu().numpy()
+        values.append(z)
+        keys.extend(batch_keys)
+        batch.clear()
+        batch_keys.clear()
+
+    iterator = progress(rows) if progress is not None else rows
+    for row in iterator:
+        case = str(row["case_id"])
+        try:
+            arr = load(row)
+        except RadaeError as e:
+            failures.append((case, str(e), str(row.get("roi_path", ""))))
+            continue
+        except (OSError, ValueError, KeyError) as e:
+            failures.append((case, case_message(case, row.get("roi_path"), f"cannot read ROI ({type(e).__name__}: {e})",
+                                                "delete the preprocess cache entry and re-run preprocess"), str(row.get("roi_path", ""))))
+            continue
+        if tuple(arr.shape[1:]) != roi_zyx:
+            failures.append((case, case_message(case, row["roi_path"], f"ROI is {list(arr.shape[1:])} (z,y,x) but the model was "
+                                                f"trained on {list(roi_zyx)}", "re-run pretrain after changing preprocess.roi_size_vox"),
+                             str(row["roi_path"])))
+            continue
+        batch.append(arr)
+        batch_keys.append((case, str(row["patient_id"])))
+        if len(batch) >= cfg.batch_size:
+            flush()
+    flush()
+    z = np.concatenate(values).astype(np.float64) if values else np.zeros((0, len(cols)))
+    bad = ~np.isfinite(z).all(axis=1)
+    for i in np.flatnonzero(bad):
+        failures.append((keys[i][0], case_message(keys[i][0], None, "the encoder returned non-finite latent values",
+                                                  "the model diverged; re-run pretrain"), ""))
+    table = pd.DataFrame(z[~bad], columns=cols)
+    kept = [k for k, b in zip(keys, bad) if not b]
+    table.insert(0, "patient_id", [k[1] for k in kept])
+    table.insert(0, "case_id", [k[0] for k in kept])
+    return LatentResult(table, failures, time.perf_counter() - t0)
+
+
+def weights_sha256(model: torch.nn.Module, meta: dict) -> str:
+    """sha256 of the model's content: stored model config, input layout and every tensor (name, dtype, shape, bytes).
+
+    Unlike the file hash it does not depend on how ``model.pt`` was serialised, so equal weights give equal hashes.
+    """
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps({"model_config": meta.get("model_config"), "in_channels": meta.get("in_channels"),
+                                   "roi_size_zyx": list(meta.get("roi_size_zyx", ()))}, sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_model(run_dir: Path, cfg: LatentConfig):
+    """(model, meta, device) from ``<run>/pretrain/model.pt``; ExtractError if it is missing."""
+    from radae.models import load_trained
+
+    path = Path(run_dir) / "pretrain" / "model.pt"
+    if not path.is_file():
+        raise ExtractError(case_message(None, path, "no trained model", "run the pretrain stage first, or set "
+                                        "extract.latent.enabled: false"))
+    device = select_device(cfg.device)
+    model, meta = load_trained(path, device=device)
+    return model, meta, device
+
+
+# ----------------------------------------------------------------------------- robustness hook (benchmark)
+def robustness_extractor(cfg: PipelineConfig, run_dir: Path):
+    """``fn(roi_index_row) -> {"learned": {...}, "handcrafted": {...}}`` for the benchmark's perturbation study.
+
+    Loads the model and validates the PyRadiomics parameters once. The handcrafted part always runs on the row's
+    resampled lesion crop (``radiomics_image``/``radiomics_mask``): a perturbed lesion has no original-grid file.
+    """
+    from radae.features import handcrafted
+
+    ecfg = cfg.extract
+    model = meta = device = None
+    if ecfg.latent.enabled:
+        model, meta, device = load_model(run_dir, ecfg.latent)
+    specs: dict[str, handcrafted.RadiomicsSpec] = {}
+
+    def spec_for(modality: str) -> handcrafted.RadiomicsSpec:
+        if modality not in specs:
+            path = ecfg.radiomics.params or handcrafted.shipped_params_path(modality)
+            params = handcrafted.read_params(path)
+            (params.get("setting") or {}).pop("resampledPixelSpacing", None)  # the crop is already resampled
+            specs[modality] = handcrafted.build_spec(params, source=str(path), grid="resampled",
+                                                     image_types=ecfg.radiomics.image_types)
+        return specs[modality]
+
+    def extract(row: dict) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {"learned": {}, "handcrafted": {}}
+        if model is not None:
+            res = extract_latents([row], model, meta, ecfg.latent, device)
+            if res.failures:
+                raise ExtractError(res.failures[0][1])
+            out["learned"] = {c: float(res.table[c].iloc[0]) for c in res.table.columns if c.startswith("latent_")}
+        if ecfg.radiomics.enabled:
+            out["handcrafted"] = handcrafted.lesion_features_from_roi_row(row, spec_for(str(row.get("modality", ""))))
+        return out
+
+    return extract

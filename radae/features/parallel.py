@@ -1,0 +1,133 @@
+"""Run one per-lesion function over many lesions: in this process, on a process pool, or on a Dask cluster.
+
+All three executors call the same ``fn(task, shared)`` and yield its results as they complete (callers key them by
+lesion, so completion order never reaches a table). ``shared`` (e.g. the validated PyRadiomics specs) is sent once
+per worker, not once per task: the process pool hands it to each worker's initializer, Dask scatters it to every
+worker (``broadcast=True``). ``fn`` must be a module-level function (picklable) that returns, not raises, for
+per-lesion problems; an exception escaping ``fn`` is a bug and stops the run.
+
+Process pools use the ``spawn`` start method: workers start clean (no inherited torch / ITK thread state), at the
+cost of one import of radae per worker. ``executor="dask"`` connects to ``dask_address`` (``tcp://host:8786``) or
+starts a ``LocalCluster`` of ``n_jobs`` single-threaded workers; remote workers need radae installed and the image
+paths readable.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterator, Sequence
+
+from radae.errors import ExtractError
+from radae.progress import progress_iter
+
+logger = logging.getLogger(__name__)
+
+EXECUTORS = ("serial", "process", "dask")
+DASK_CONNECT_TIMEOUT_S = 30
+_WORKER_SHARED: Any = None
+
+
+def single_threaded_worker() -> None:
+    """One thread per worker for SimpleITK (filters, resampling): n_jobs workers x all cores would oversubscribe."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+
+
+def _init_worker(shared: Any) -> None:
+    global _WORKER_SHARED
+    _WORKER_SHARED = shared
+    single_threaded_worker()
+
+
+def _call_in_worker(fn: Callable, task: Any) -> Any:
+    return fn(task, _WORKER_SHARED)
+
+
+def _apply(task: Any, fn: Callable, shared: Any) -> Any:
+    return fn(task, shared)
+
+
+def map_tasks(
+    fn: Callable[[Any, Any], Any],
+    tasks: Sequence[Any],
+    shared: Any = None,
+    *,
+    executor: str = "process",
+    n_jobs: int = 1,
+    dask_address: str | None = None,
+    dask_processes: bool = True,
+    desc: str = "",
+    quiet: bool = False,
+) -> Iterator[Any]:
+    """Yield ``fn(task, shared)`` for every task, in completion order.
+
+    ``executor="process"`` with ``n_jobs == 1`` (or a single task) runs serially in this process.
+    ``dask_processes=False`` makes the LocalCluster use threads in this process (fast start; for tests).
+    """
+    if executor not in EXECUTORS:
+        raise ExtractError(f"extract.executor: expected one of {EXECUTORS}, got {executor!r}")
+    tasks = list(tasks)
+    if not tasks:
+        return iter(())
+    if executor == "dask":
+        it = _dask(fn, tasks, shared, n_jobs, dask_address, dask_processes)
+    elif executor == "serial" or n_jobs <= 1 or len(tasks) == 1:
+        it = (fn(t, shared) for t in tasks)
+    else:
+        it = _pool(fn, tasks, shared, n_jobs)
+    return progress_iter(it, total=len(tasks), desc=desc, quiet=quiet)
+
+
+def _pool(fn, tasks, shared, n_jobs) -> Iterator[Any]:
+    ctx = multiprocessing.get_context("spawn")
+    workers = min(n_jobs, len(tasks))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,)) as ex:
+        pending = {ex.submit(_call_in_worker, fn, t) for t in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        raise ExtractError(
+                            "a worker process of the extraction pool died (out of memory, or a script run without an "
+                            "`if __name__ == '__main__':` guard cannot be re-imported by spawned workers) -> lower "
+                            "extract.n_jobs or use n_jobs: 1") from None
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _dask(fn, tasks, shared, n_jobs, address, processes) -> Iterator[Any]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ExtractError("extract.executor is 'dask' but dask.distributed is not installed -> pip install 'dask[distributed]'") from None
+    cluster = None
+    try:
+        if address:
+            try:
+                client = Client(address, timeout=f"{DASK_CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError) as e:
+                raise ExtractError(f"extract.dask_address: cannot reach the Dask scheduler at {address} ({e}) "
+                                   "-> start it, fix the address, or leave dask_address empty for a local cluster") from None
+        else:
+            cluster = LocalCluster(n_workers=max(1, n_jobs), threads_per_worker=1, processes=processes,
+                                   dashboard_address=None, silence_logs=logging.WARNING)
+            client = Client(cluster)
+        with client:
+            if cluster is None or processes:
+                client.run(single_threaded_worker)  # worker processes only; a threaded LocalCluster is this process
+            # a list of one: scatter() would split a dict into one future per value
+            shared_f = client.scatter([shared], broadcast=True)[0] if shared is not None else None
+            futures = client.map(_apply, tasks, fn=fn, shared=shared_f, pure=False)
+            for fut in as_completed(futures):
+                yield fut.result()
+                fut.release()
+    finally:
+        if cluster is not None:
+            cluster.close()

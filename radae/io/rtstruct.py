@@ -1,0 +1,226 @@
+"""DICOM RTSTRUCT ROI -> uint8 0/1 mask on the image grid, rasterised by rt-utils.
+
+rt-utils fills each planar contour on the slice it is attached to (``ContourImageSequence``). Two
+things are done around it so the result is right for any series:
+
+- Contours without ``ContourImageSequence`` (optional in the standard; the IBSI CT phantom has none)
+  are attached to the slice whose plane they lie in (within half a slice gap), on a copy of the dataset.
+- rt-utils (1.2.7) allocates each slice as (Columns, Rows) but fills it as [row, column], which clips
+  non-square images, and reads PixelSpacing in (column step, row step) order, the reverse of DICOM's,
+  which misplaces contours when pixels are not square. It is given header-only slices made square
+  (max(Rows, Columns)) with the two spacings swapped; the result is cropped back to (Rows, Columns).
+  Both are covered by tests with non-square, anisotropic synthetic series.
+
+Slices are taken in :func:`radae.io.dicom.sorted_slices` order (ascending along the slice normal,
+as SimpleITK reads them), and each slice is checked to sit at the matching z index of ``reference``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
+
+from radae.errors import IngestError, case_message
+from radae.io.dicom import SliceHeader, list_series, sorted_slices
+from radae.io.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+PLANE_TOL = 0.5  # a contour belongs to a slice if it lies within this fraction of a slice gap of its plane
+GRID_ATOL_MM = 0.05
+
+
+def read_rtstruct(path: str | Path, case_id: str | None = None) -> Dataset:
+    """The RTSTRUCT dataset (IngestError if the file is not readable DICOM or not an RTSTRUCT)."""
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(str(path))
+    except (InvalidDicomError, OSError, EOFError, ValueError) as e:
+        raise IngestError(case_message(case_id, path, f"cannot read RTSTRUCT ({str(e).splitlines()[0][:120]})",
+                                       "re-export the structure set")) from None
+    if str(ds.get("Modality", "")).upper() != "RTSTRUCT" or "StructureSetROISequence" not in ds:
+        raise IngestError(case_message(case_id, path, f"not an RTSTRUCT (Modality {ds.get('Modality', '?')!r})",
+                                       "give a DICOM RT Structure Set file as mask"))
+    return ds
+
+
+def roi_names(ds: Dataset) -> list[str]:
+    return [str(r.get("ROIName", "")).strip() for r in ds.get("StructureSetROISequence", [])]
+
+
+def referenced_series_uids(ds: Dataset) -> set[str]:
+    """Series Instance UIDs the structure set says it was drawn on (may be empty: the field is optional)."""
+    uids = set()
+    for fr in ds.get("ReferencedFrameOfReferenceSequence", []):
+        for st in fr.get("RTReferencedStudySequence", []):
+            for se in st.get("RTReferencedSeriesSequence", []):
+                if se.get("SeriesInstanceUID"):
+                    uids.add(str(se.SeriesInstanceUID))
+    return uids
+
+
+def _resolve_roi(ds: Dataset, roi_name: str | int | None, path: Path, case_id: str | None) -> tuple[str, int]:
+    names = roi_names(ds)
+    numbers = [int(r.ROINumber) for r in ds.StructureSetROISequence]
+    shown = ", ".join(repr(n) for n in names) or "none"
+    if roi_name is None or str(roi_name).strip() == "":
+        if len(names) == 1:
+            return names[0], numbers[0]
+        raise IngestError(case_message(case_id, path, f"mask_label must name an ROI of this RTSTRUCT (ROIs: {shown})",
+                                       "set mask_label to one of them"))
+    want = str(roi_name).strip()
+    if want in names:
+        i = names.index(want)
+        return names[i], numbers[i]
+    loose = [i for i, n in enumerate(names) if n.casefold() == want.casefold()]
+    if len(loose) == 1:
+        return names[loose[0]], numbers[loose[0]]
+    raise IngestError(case_message(case_id, path, f"ROI {want!r} not in RTSTRUCT (ROIs: {shown})",
+                                   "fix mask_label in the manifest"))
+
+
+def _pick_series(ds: Dataset, image_folder: Path, reference: Volume, path: Path, case_id: str | None):
+    series = list_series(image_folder)
+    if not series:
+        raise IngestError(case_message(case_id, image_folder, "no DICOM image series for the RTSTRUCT",
+                                       "the image of an RTSTRUCT row must be the DICOM series folder it was drawn on"))
+    refs = referenced_series_uids(ds)
+    ref_uid = reference.meta.get("series_uid")
+    if refs:
+        if ref_uid and ref_uid not in refs:
+            raise IngestError(case_message(case_id, path, f"RTSTRUCT refers to series {', '.join(sorted(refs))} but the image is "
+                                           f"series {ref_uid}", "give the image series the structures were drawn on"))
+        hits = [s for s in series if s.uid in refs]
+        if not hits:
+            present = ", ".join(s.uid for s in series)
+            raise IngestError(case_message(case_id, path, f"RTSTRUCT refers to series {', '.join(sorted(refs))}, not found in "
+                                           f"{image_folder} (series there: {present})",
+                                           "give the image series the structures were drawn on"))
+        if len(hits) == 1:
+            return hits[0]
+        series = hits
+    if ref_uid:
+        series = [s for s in series if s.uid == ref_uid] or series
+    if len(series) != 1:
+        raise IngestError(case_message(case_id, image_folder, f"{len(series)} series and the RTSTRUCT names none of them",
+                                       "set series_uid in the manifest"))
+    chosen = series[0]
+    for_uids = {str(fr.get("FrameOfReferenceUID", "")) for fr in ds.get("ReferencedFrameOfReferenceSequence", [])} - {""}
+    img_for = chosen.slices[0].frame_of_reference_uid
+    if for_uids and img_for and img_for not in for_uids:
+        raise IngestError(case_message(case_id, path, f"RTSTRUCT frame of reference {', '.join(sorted(for_uids))} differs from "
+                                       f"the image's {img_for}", "give the image series the structures were drawn on"))
+    return chosen
+
+
+def _check_reference_grid(slices: list[SliceHeader], reference: Volume, image_folder: Path, case_id: str | None) -> None:
+    rows, cols = slices[0].rows, slices[0].columns
+    if reference.shape_zyx != (len(slices), rows, cols):
+        raise IngestError(case_message(case_id, image_folder, f"image grid {reference.shape_zyx} (z,y,x) is not the grid of the "
+                                       f"RTSTRUCT's series {(len(slices), rows, cols)}", "read the image from this series folder"))
+    for k, h in enumerate(slices):
+        expect = reference.index_to_physical((0.0, 0.0, float(k)))
+        if not np.allclose(expect, h.position_mm, atol=max(GRID_ATOL_MM, 0.01 * min(reference.spacing_mm))):
+            raise IngestError(case_message(case_id, image_folder, f"slice {h.path.name} at {np.round(h.position_mm, 2).tolist()} mm "
+                                           f"is not at z index {k} of the image grid", "read the image from this series folder"))
+
+
+def _attach_contours(ds: Dataset, roi_number: int, slices: list[SliceHeader], path: Path, roi: str,
+                     case_id: str | None) -> int:
+    """Point every contour of the ROI at the slice whose plane it lies in; return the number of closed contours."""
+    normal = slices[0].normal
+    along = np.array([normal @ np.asarray(h.position_mm) for h in slices])
+    gap = float(np.median(np.diff(along)))
+    by_uid = {h.sop_uid: h for h in slices}
+    items = [c for c in ds.ROIContourSequence if int(c.ReferencedROINumber) == roi_number]
+    contours = [ct for item in items for ct in item.get("ContourSequence", [])]
+    closed = 0
+    for ct in contours:
+        kind = str(ct.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
+        if kind != "CLOSED_PLANAR":
+            logger.warning("%s: %s: ROI %r has a %s contour; only closed planar contours fill a mask", case_id, path, roi, kind)
+            ct.ContourImageSequence = Sequence([])
+            continue
+        pts = np.asarray(ct.ContourData, dtype=float).reshape(-1, 3)
+        z = pts @ normal
+        if np.ptp(z) > PLANE_TOL * gap:
+            raise IngestError(case_message(case_id, path, f"ROI {roi!r}: a contour is not parallel to the image slices "
+                                           f"(spans {np.ptp(z):.2f} mm across slices)", "give the series it was drawn on"))
+        k = int(np.argmin(np.abs(along - z.mean())))
+        if abs(along[k] - z.mean()) > PLANE_TOL * gap:
+            raise IngestError(case_message(case_id, path, f"ROI {roi!r}: a contour at {z.mean():.2f} mm lies on no slice of the "
+                                           f"image series ({along[0]:.2f}..{along[-1]:.2f} mm)", "give the series it was drawn on"))
+        refs = [str(r.ReferencedSOPInstanceUID) for r in ct.get("ContourImageSequence", []) if "ReferencedSOPInstanceUID" in r]
+        foreign = [u for u in refs if u not in by_uid]
+        if foreign:
+            raise IngestError(case_message(case_id, path, f"ROI {roi!r}: contours refer to image {foreign[0]} that is not in the "
+                                           "image series", "give the series the structures were drawn on"))
+        item = Dataset()
+        item.ReferencedSOPClassUID = slices[k].sop_class_uid
+        item.ReferencedSOPInstanceUID = slices[k].sop_uid
+        ct.ContourImageSequence = Sequence([item])
+        closed += 1
+    return closed
+
+
+def _square_headers(slices: list[SliceHeader]) -> list[Dataset]:
+    """Header-only stand-ins for rt-utils: the fields it reads, with Rows = Columns = max of both."""
+    n = max(slices[0].rows, slices[0].columns)
+    out = []
+    for h in slices:
+        ds = Dataset()
+        ds.SOPInstanceUID = h.sop_uid
+        ds.SOPClassUID = h.sop_class_uid
+        ds.ImagePositionPatient = list(h.position_mm)
+        ds.ImageOrientationPatient = list(h.orientation)
+        # rt-utils reads PixelSpacing[0] as the step along a row; DICOM stores the row-to-row step first.
+        ds.PixelSpacing = [h.pixel_spacing_mm[1], h.pixel_spacing_mm[0]]
+        ds.Rows = n
+        ds.Columns = n
+        out.append(ds)
+    return out
+
+
+def rtstruct_to_mask(
+    rtstruct_path: str | Path,
+    roi_name: str | int | None,
+    image_folder: str | Path,
+    reference: Volume,
+    case_id: str | None = None,
+) -> Volume:
+    """Rasterise ROI ``roi_name`` of an RTSTRUCT onto ``reference`` (the image read from ``image_folder``).
+
+    Returns a uint8 0/1 Volume with ``reference``'s geometry, array (z, y, x). IngestError when the ROI
+    name is unknown (the message lists the ROIs), when the RTSTRUCT refers to a series or frame of
+    reference other than the image's, when contours lie off the image slices, or when the mask is empty.
+    """
+    from rt_utils import RTStruct
+
+    path = Path(rtstruct_path)
+    image_folder = Path(image_folder)
+    ds = read_rtstruct(path, case_id)
+    roi, number = _resolve_roi(ds, roi_name, path, case_id)
+    series = _pick_series(ds, image_folder, reference, path, case_id)
+    slices = sorted_slices(series, image_folder, case_id)
+    _check_reference_grid(slices, reference, image_folder, case_id)
+    ds = copy.deepcopy(ds)
+    if _attach_contours(ds, number, slices, path, roi, case_id) == 0:
+        raise IngestError(case_message(case_id, path, f"ROI {roi!r} has no closed contours", "pick an ROI that outlines the lesion"))
+    try:
+        mask = RTStruct(_square_headers(slices), ds).get_roi_mask_by_name(roi)
+    except Exception as e:  # rt-utils raises bare Exception subclasses
+        raise IngestError(case_message(case_id, path, f"ROI {roi!r} cannot be rasterised ({type(e).__name__}: {str(e)[:120]})",
+                                       "check the structure set")) from None
+    rows, cols = slices[0].rows, slices[0].columns
+    # rt-utils: mask[row, column, slice] -> (z, y, x)
+    arr = np.ascontiguousarray(np.transpose(mask[:rows, :cols, :], (2, 0, 1))).astype(np.uint8)
+    if not arr.any():
+        raise IngestError(case_message(case_id, path, f"ROI {roi!r} is empty on the image grid", "check the contours"))
+    meta = {"path": str(path), "source": "rtstruct", "roi_name": roi, "series_uid": series.uid}
+    return Volume(arr, reference.spacing_mm, reference.origin_mm, reference.direction, meta)

@@ -1,0 +1,357 @@
+"""extract: per-lesion feature tables - learned latents and PyRadiomics features - with provenance and a dictionary.
+
+Reads ``preprocess/rois.parquet`` (the lesions; ROI npz for latents, lesion crops for PyRadiomics on the resampled
+grid), ``ingest/cases.parquet`` (original image/mask for ``extract.radiomics.grid: original``; source hashes) and
+``pretrain/model.pt``. Writes into ``extract/`` (every file atomically):
+
+- ``latent.parquet`` / ``latent.csv`` and ``radiomics.parquet`` / ``radiomics.csv``: one row per lesion, keys
+  ``case_id, patient_id`` first (see :mod:`radae.features.table`); Parquet metadata ``radae.provenance``
+- ``latent_patient.*`` / ``radiomics_patient.*`` with ``extract.aggregate: largest | volume_weighted_mean``
+- ``data_dictionary.csv``, ``provenance.json`` (sidecar, with date and paths), ``summary.json`` (counts, timings,
+  lesions/s), ``ibsi_compliance.csv`` (the shipped IBSI table, :mod:`radae.features.ibsi`)
+- ``partial/radiomics/*.json``: one file per extracted lesion, keyed by settings + inputs. A re-run (after a crash,
+  or with ``--resume``) reads lesions back from here instead of extracting them again; ``--force`` clears it.
+
+Per-lesion problems (unreadable crop, empty mask, PyRadiomics refusing the ROI, non-finite latents) go to
+``failures.csv`` and the lesion is left out of that table (``on_error: raise`` stops instead). Features PyRadiomics
+returns as NaN stay NaN in the table and are listed in ``failures.csv`` too: never silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata as md
+import json
+import logging
+import platform
+import re
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from radae import __version__ as radae_version
+from radae.config import stable_hash
+from radae.errors import ExtractError, case_message
+from radae.features import dictionary as dct
+from radae.features import handcrafted as hc
+from radae.features import table as tbl
+from radae.fsutil import atomic_path, atomic_write_text
+from radae.progress import progress_iter
+from radae.runner import RunContext, stage
+
+logger = logging.getLogger(__name__)
+
+EXTRACT_VERSION = 1  # bump when the wrapper changes what a lesion's features are (invalidates partial results)
+_VERSION_PACKAGES = ("radae", "pyradiomics", "torch", "numpy", "SimpleITK", "PyWavelets", "pandas", "pyarrow", "dask")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSION_PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    out["radae"] = out.get("radae") or radae_version
+    return out
+
+
+def _text(v) -> str:
+    return "" if v is None or (isinstance(v, float) and v != v) else str(v)
+
+
+def _remove(out: Path, *names: str) -> None:
+    for name in names:
+        for suffix in (".parquet", ".csv"):
+            (out / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- radiomics
+def radiomics_tasks(rois: pd.DataFrame, cases: pd.DataFrame, grid: str, specs: dict[str, hc.RadiomicsSpec]) -> list[hc.LesionTask]:
+    """One task per lesion of rois.parquet, with its resume key (settings + inputs; no file is read here)."""
+    by_case = cases.set_index("case_id").to_dict("index") if grid == "original" else {}
+    tasks = []
+    for r in rois.to_dict("records"):
+        case, mod = str(r["case_id"]), str(r["modality"])
+        spec_key = specs[mod].key if mod in specs else ""
+        if grid == "resampled":
+            inputs = {"preprocess_key": _text(r.get("preprocess_key"))}
+            task = hc.LesionTask(case, str(r["patient_id"]), mod, _text(r.get("radiomics_image")), _text(r.get("radiomics_mask")))
+        else:
+            c = by_case.get(case)
+            if c is None:
+                raise ExtractError(f"case {case}: in preprocess/rois.parquet but not in ingest/cases.parquet -> rerun ingest and preprocess")
+            inputs = {k: _text(c.get(k)) for k in ("image_sha256", "mask_sha256", "mask_label", "series_uid")}
+            task = hc.LesionTask(case, str(r["patient_id"]), mod, _text(c.get("image")), _text(c.get("mask")),
+                                 mask_label=inputs["mask_label"], series_uid=inputs["series_uid"],
+                                 image_sha256=inputs["image_sha256"], mask_sha256=inputs["mask_sha256"])
+        key = hashlib.sha256(json.dumps({"v": EXTRACT_VERSION, "spec": spec_key, "grid": grid, "case": case, "inputs": inputs},
+                                        sort_keys=True).encode()).hexdigest()
+        tasks.append(dataclasses.replace(task, key=key))
+    return tasks
+
+
+def _partial_path(folder: Path, case_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", case_id)[:80]
+    return folder / f"{safe}-{hashlib.sha256(case_id.encode()).hexdigest()[:10]}.json"
+
+
+def load_partials(folder: Path, tasks: list[hc.LesionTask]) -> dict[str, dict]:
+    """Results already on disk whose key matches the task's (same settings and inputs)."""
+    done = {}
+    for t in tasks:
+        p = _partial_path(folder, t.case_id)
+        try:
+            res = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if res.get("key") == t.key and res.get("case_id") == t.case_id and isinstance(res.get("features"), dict):
+            res["features"] = {k: (float("nan") if v is None else float(v)) for k, v in res["features"].items()}
+            done[t.case_id] = res
+    return done
+
+
+def save_partial(folder: Path, res: dict) -> None:
+    payload = dict(res)
+    payload["features"] = {k: (None if v != v else v) for k, v in res["features"].items()}  # NaN -> null (strict JSON)
+    atomic_write_text(_partial_path(folder, res["case_id"]), json.dumps(tbl.json_clean(payload), sort_keys=True))
+
+
+def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, dict]:
+    ecfg = ctx.cfg.extract
+    rcfg = ecfg.radiomics
+    specs = hc.specs_for_modalities(rois["modality"].astype(str).unique(), params_path=rcfg.params, grid=rcfg.grid,
+                                    image_types=rcfg.image_types, spacing_mm=ctx.cfg.preprocess.spacing_mm)
+    tasks = radiomics_tasks(rois, cases, rcfg.grid, specs)
+    partial = out / "partial" / "radiomics"
+    if ctx.force and partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    done = load_partials(partial, tasks)
+    todo = [t for t in tasks if t.case_id not in done]
+    if done:
+        logger.info("extract: %d of %d lesions' PyRadiomics features read back from %s", len(done), len(tasks), partial)
+    executor = "dask" if ecfg.executor == "dask" else "process"
+    failed = 0
+    t0 = time.perf_counter()
+    for res in hc_map(todo, specs, executor, ecfg.n_jobs, ecfg.dask_address, ctx.quiet):
+        if res["error"]:
+            if ecfg.on_error == "raise":
+                raise ExtractError(res["error"])
+            ctx.fail(res["case_id"], res["error"], res["file"])
+            failed += 1
+            continue
+        save_partial(partial, res)
+        done[res["case_id"]] = res
+    seconds = time.perf_counter() - t0
+    summary = {"lesions": len(tasks), "extracted": len(todo) - failed, "reused": len(tasks) - len(todo), "failed": failed,
+               "seconds": round(seconds, 3), "lesions_per_s": round((len(todo) - failed) / seconds, 3) if todo and seconds > 0 else None,
+               "executor": executor if ecfg.n_jobs > 1 or executor == "dask" else "serial", "n_jobs": ecfg.n_jobs,
+               "grid": rcfg.grid}
+    if not done:
+        raise ExtractError(f"extract: PyRadiomics failed for all {len(tasks)} lesions; see {ctx.stage_dir() / 'failures.csv'}")
+    order = [t for t in tasks if t.case_id in done]
+    rows = [{"case_id": t.case_id, "patient_id": t.patient_id, **done[t.case_id]["features"]} for t in order]
+    table = tbl.canonical(pd.DataFrame(rows))
+    feats = [c for c in table.columns if c not in tbl.KEYS]
+    by_mod: dict[str, set] = {}
+    for t in order:
+        by_mod.setdefault(t.modality, set()).update(done[t.case_id]["features"])
+    not_computed = {m: sorted(set(feats) - cols) for m, cols in by_mod.items() if set(feats) - cols}
+    for m, cols in not_computed.items():
+        logger.warning("extract: %d PyRadiomics columns are not computed for %s lesions (their parameter file differs); "
+                       "they are empty for those rows", len(cols), m)
+    for t in order:
+        nan = done[t.case_id].get("nan_features") or []
+        if nan:
+            ctx.fail(t.case_id, case_message(t.case_id, None, f"PyRadiomics returned NaN for {len(nan)} feature(s) "
+                                             f"({', '.join(nan[:5])}{', ...' if len(nan) > 5 else ''}); kept as NaN in radiomics.parquet",
+                                             "check the ROI size and the parameter file"), t.mask)
+    src = cases.set_index("case_id")
+    lesions = {}
+    for t in order:
+        res = done[t.case_id]
+        entry = {"modality": t.modality, "input_image_sha256": res["input_sha256"].get("image"),
+                 "input_mask_sha256": res["input_sha256"].get("mask"), "diagnostics": res.get("diagnostics", {})}
+        if t.case_id in src.index:
+            entry.update(source_image_sha256=_text(src.at[t.case_id, "image_sha256"]) if "image_sha256" in src else "",
+                         source_mask_sha256=_text(src.at[t.case_id, "mask_sha256"]) if "mask_sha256" in src else "")
+        lesions[t.case_id] = entry
+    prov = {
+        "table": "radiomics",
+        "grid": rcfg.grid,
+        "feature_extractor": "PyRadiomics RadiomicsFeatureExtractor",
+        "parameters": {m: {"file": Path(s.source).name, "sha256": s.source_sha256, "key": s.key, "params": s.params}
+                       for m, s in specs.items()},
+        "columns_not_computed": not_computed,
+        "n_lesions": len(table), "n_failed": failed,
+        "lesions": lesions,
+    }
+    prov_paths = {m: s.source for m, s in specs.items()}
+    return table, {"provenance": prov, "summary": summary, "specs": specs, "params_paths": prov_paths}
+
+
+def hc_map(tasks, specs, executor, n_jobs, address, quiet):
+    """PyRadiomics over ``tasks`` with the configured executor (see :func:`radae.features.parallel.map_tasks`)."""
+    from radae.features.parallel import map_tasks
+
+    return map_tasks(hc.run_lesion, tasks, specs, executor=executor, n_jobs=n_jobs, dask_address=address,
+                     desc="PyRadiomics", quiet=quiet)
+
+
+# ----------------------------------------------------------------------------- latent
+def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    from radae.features import latent as lat
+
+    lcfg = ctx.cfg.extract.latent
+    model, meta, device = lat.load_model(ctx.run_dir, lcfg)
+    rows = rois.to_dict("records")
+    res = lat.extract_latents(rows, model, meta, lcfg, device,
+                              progress=lambda it: progress_iter(it, total=len(rows), desc="latents", quiet=ctx.quiet))
+    for case, msg, file in res.failures:
+        if ctx.cfg.extract.on_error == "raise":
+            raise ExtractError(msg)
+        ctx.fail(case, msg, file)
+    if res.table.empty:
+        raise ExtractError(f"extract: no latent features for any of {len(rows)} lesions; see {ctx.stage_dir() / 'failures.csv'}")
+    table = tbl.canonical(res.table)
+    src = cases.set_index("case_id")
+    pkey = rois.set_index("case_id")["preprocess_key"] if "preprocess_key" in rois else pd.Series(dtype=str)
+    lesions = {}
+    for case in table["case_id"]:
+        lesions[case] = {
+            "preprocess_key": _text(pkey.get(case)),
+            "source_image_sha256": _text(src.at[case, "image_sha256"]) if case in src.index and "image_sha256" in src else "",
+            "source_mask_sha256": _text(src.at[case, "mask_sha256"]) if case in src.index and "mask_sha256" in src else "",
+        }
+    prov = {
+        "table": "latent",
+        "checkpoint_sha256": meta["sha256"],
+        "weights_sha256": lat.weights_sha256(model, meta),
+        "model": {k: meta[k] for k in ("kind", "latent_dim", "in_channels", "step", "config_hash", "n_params")}
+        | {"roi_size_zyx": list(meta["roi_size_zyx"])},
+        "inference": {"device": device.type, "batch_size": lcfg.batch_size, "tta_flips": lcfg.tta_flips},
+        "n_lesions": len(table), "n_failed": len(res.failures),
+        "lesions": lesions,
+    }
+    n_ok = len(table)
+    summary = {"lesions": len(rows), "extracted": n_ok, "failed": len(res.failures), "seconds": round(res.seconds, 3),
+               "lesions_per_s": round(n_ok / res.seconds, 3) if res.seconds > 0 else None, "device": device.type}
+    return table, {"provenance": prov, "summary": summary, "meta": meta}
+
+
+# ----------------------------------------------------------------------------- stage
+def settings_hash(cfg) -> str:
+    """Hash of what determines the feature values: seed and the data, preprocess, pretrain and extract sections.
+
+    Unlike ``PipelineConfig.hash()`` it leaves out the run's name and folder, so the same settings run in two
+    folders give byte-identical tables.
+    """
+    return stable_hash({"seed": cfg.seed, **{s: cfg.section_hash(s) for s in ("data", "preprocess", "pretrain", "extract")}})
+
+
+def _common_provenance(ctx: RunContext) -> dict:
+    """Provenance shared by every table (path- and date-free: it goes into the Parquet metadata)."""
+    cfg = ctx.cfg
+    return {"radae_version": radae_version, "versions": versions(), "settings_hash": settings_hash(cfg),
+            "extract_config_hash": cfg.section_hash("extract"), "preprocess_config_hash": cfg.section_hash("preprocess"),
+            "seed": cfg.seed}
+
+
+def _read(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise ExtractError(case_message(None, path, f"{what} not found", "run the earlier stages first"))
+    df = pd.read_parquet(path)
+    for k in ("case_id", "patient_id"):
+        if k in df.columns:
+            df[k] = df[k].astype(str)
+    return df
+
+
+def _unit_text(specs: dict[str, hc.RadiomicsSpec]) -> str:
+    return dct.intensity_unit({m: bool(s.settings.get("normalize")) for m, s in specs.items()})
+
+
+def _wavelet_name(specs: dict[str, hc.RadiomicsSpec]) -> str:
+    names = {str((s.params.get("imageType", {}).get("Wavelet") or {}).get("wavelet") or s.settings.get("wavelet") or "coif1")
+             for s in specs.values()}
+    return " / ".join(sorted(names))
+
+
+@stage("extract", upstream=("ingest", "preprocess", "pretrain"), sections=("extract",))
+def run(ctx: RunContext) -> None:
+    ecfg = ctx.cfg.extract
+    if not ecfg.latent.enabled and not ecfg.radiomics.enabled:
+        raise ExtractError("extract: both extract.latent and extract.radiomics are disabled -> enable one or drop "
+                           "'extract' from stages")
+    out = ctx.stage_dir()
+    rois = _read(ctx.run_dir / "preprocess" / "rois.parquet", "ROI index")
+    cases = _read(ctx.run_dir / "ingest" / "cases.parquet", "case table")
+    common = _common_provenance(ctx)
+    summary: dict = {"aggregate": ecfg.aggregate}
+    sidecar: dict = {"created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **common,
+                     "config_hash": ctx.cfg.hash(), "run_dir": str(ctx.run_dir.resolve()), "tables": {}}
+    volume = rois.set_index("case_id")["lesion_volume_ml"] if "lesion_volume_ml" in rois else pd.Series(dtype=float)
+    dictionary_parts = []
+
+    def write(name: str, table: pd.DataFrame, prov: dict) -> None:
+        tbl.write_table(table, out / f"{name}.parquet", {**common, **prov})
+        if ecfg.aggregate == "all":
+            _remove(out, f"{name}_patient")
+        else:
+            pt = tbl.aggregate_patients(table, volume, ecfg.aggregate)
+            tbl.write_patient_table(pt, out / f"{name}_patient.parquet",
+                                    {**common, "table": f"{name}_patient", "aggregate": ecfg.aggregate, "from": f"{name}.parquet"})
+
+    if ecfg.latent.enabled:
+        table, info = run_latent(ctx, rois, cases)
+        write("latent", table, info["provenance"])
+        summary["latent"] = info["summary"]
+        sidecar["checkpoint_sha256"] = info["meta"]["sha256"]
+        sidecar["latent"] = {"checkpoint": info["meta"]["path"], "checkpoint_sha256": info["meta"]["sha256"],
+                             "model_kind": info["meta"]["kind"], "latent_dim": info["meta"]["latent_dim"],
+                             "tta_flips": ecfg.latent.tta_flips, "device": info["summary"]["device"],
+                             "lesions": len(table), "failed": info["summary"]["failed"]}
+        sidecar["tables"]["latent"] = info["provenance"]
+        dictionary_parts.append(dct.data_dictionary(latent_columns=list(table.columns), latent_meta=info["meta"]))
+    else:
+        _remove(out, "latent", "latent_patient")
+
+    if ecfg.radiomics.enabled:
+        table, info = run_radiomics(ctx, rois, cases, out)
+        write("radiomics", table, info["provenance"])
+        summary["radiomics"] = info["summary"]
+        sidecar["radiomics"] = {"grid": ecfg.radiomics.grid, "pyradiomics": hc.pyradiomics_version(),
+                                "image_types": ", ".join(sorted({t for s in info["specs"].values() for t in s.image_types})),
+                                "parameter_files": ", ".join(f"{m}: {p}" for m, p in sorted(info["params_paths"].items())),
+                                "executor": info["summary"]["executor"], "n_jobs": ecfg.n_jobs,
+                                "lesions": len(table), "failed": info["summary"]["failed"]}
+        sidecar["tables"]["radiomics"] = info["provenance"]
+        dictionary_parts.append(dct.data_dictionary(radiomics_columns=list(table.columns), unit=_unit_text(info["specs"]),
+                                                    wavelet=_wavelet_name(info["specs"])))
+        _copy_ibsi(out)
+    else:
+        _remove(out, "radiomics", "radiomics_patient")
+        (out / "ibsi_compliance.csv").unlink(missing_ok=True)
+
+    dic = pd.concat(dictionary_parts, ignore_index=True)
+    atomic_write_text(out / "data_dictionary.csv", dic.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out / "provenance.json", json.dumps(tbl.json_clean(sidecar), indent=1, sort_keys=False, default=str))
+    atomic_write_text(out / "summary.json", json.dumps(tbl.json_clean(summary), indent=1))
+    logger.info("extract: %s", "; ".join(f"{k}: {v['extracted']}/{v['lesions']} lesions ({v['lesions_per_s']} lesions/s)"
+                                         for k, v in summary.items() if isinstance(v, dict)))
+
+
+def _copy_ibsi(out: Path) -> None:
+    """The shipped IBSI compliance table (generated by ``python -m radae.features.ibsi``) next to the features."""
+    from radae.features.ibsi import shipped_table_path
+
+    src = shipped_table_path()
+    if not src.is_file():
+        logger.warning("extract: %s is missing; no IBSI compliance table in this run", src)
+        return
+    with atomic_path(out / "ibsi_compliance.csv", suffix=".csv") as tmp:
+        shutil.copyfile(src, tmp)

@@ -1,0 +1,190 @@
+"""ICC against Shrout & Fleiss' worked example; perturbations are pure, seeded and do what they say."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from radae.errors import BenchmarkError
+from radae.evaluate import robustness as R
+
+# Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges
+SF_RATINGS = np.array(
+    [
+        [9, 2, 5, 8],
+        [6, 1, 3, 2],
+        [8, 4, 6, 8],
+        [7, 1, 2, 6],
+        [10, 5, 6, 9],
+        [6, 2, 4, 7],
+    ],
+    dtype=float,
+)
+
+
+def test_icc_matches_hand_computed_anova_and_published_values():
+    x = SF_RATINGS
+    n, k = x.shape
+    grand = sum(sum(r) for r in x.tolist()) / (n * k)
+    row_means = [sum(r) / k for r in x.tolist()]
+    col_means = [sum(x[i][j] for i in range(n)) / n for j in range(k)]
+    ss_rows = k * sum((m - grand) ** 2 for m in row_means)
+    ss_cols = n * sum((m - grand) ** 2 for m in col_means)
+    ss_total = sum((v - grand) ** 2 for r in x.tolist() for v in r)
+    bms = ss_rows / (n - 1)
+    jms = ss_cols / (k - 1)
+    ems = (ss_total - ss_rows - ss_cols) / ((n - 1) * (k - 1))
+    # the paper's mean squares
+    assert (bms, jms, ems) == pytest.approx((11.24, 32.49, 1.02), abs=0.01)
+    icc31 = (bms - ems) / (bms + (k - 1) * ems)
+    icc21 = (bms - ems) / (bms + (k - 1) * ems + k * (jms - ems) / n)
+    assert R.icc(x, "icc3_1") == pytest.approx(icc31, abs=1e-12)
+    assert R.icc(x, "icc2_1") == pytest.approx(icc21, abs=1e-12)
+    # published: ICC(3,1) = .71, ICC(2,1) = .29
+    assert round(R.icc(x, "icc3_1"), 2) == 0.71
+    assert round(R.icc(x, "icc2_1"), 2) == 0.29
+
+
+def test_icc_vectorised_over_features_and_edge_cases():
+    rng = np.random.default_rng(0)
+    stable = np.repeat(rng.normal(size=(20, 1)), 5, axis=1) + 1e-3 * rng.normal(size=(20, 5))
+    noise = rng.normal(size=(20, 5))
+    cube = np.stack([SF_RATINGS, SF_RATINGS], axis=2)
+    np.testing.assert_allclose(R.icc(cube, "icc3_1"), [R.icc(SF_RATINGS)] * 2)
+    assert R.icc(stable) > 0.99
+    assert abs(R.icc(noise)) < 0.2
+    assert np.isnan(R.icc(np.ones((5, 3))))  # no variation at all: undefined
+    # a constant offset per rater: consistency ICC ignores it, absolute agreement does not
+    shifted = np.column_stack([stable[:, 0], stable[:, 0] + 5.0])
+    assert R.icc(shifted, "icc3_1") == pytest.approx(1.0)
+    assert R.icc(shifted, "icc2_1") < 0.5
+
+
+def test_icc_table_from_long_values_and_training_subset():
+    rows = []
+    for i in range(6):
+        for j, cond in enumerate(["original", "noise", "rotate", "erode"]):
+            rows.append({"case_id": f"c{i}", "condition": cond, "feature_set": "handcrafted", "feature": "f", "value": SF_RATINGS[i, j]})
+            rows.append({"case_id": f"c{i}", "condition": cond, "feature_set": "learned", "feature": "latent_000", "value": float(i)})
+    values = pd.DataFrame(rows)
+    table = R.icc_table(values, "icc3_1")
+    got = table.set_index("feature")
+    assert got.loc["f", "icc"] == pytest.approx(R.icc(SF_RATINGS))
+    assert got.loc["latent_000", "icc"] == pytest.approx(1.0)
+    assert (got["n_lesions"] == 6).all() and (got["n_conditions"] == 4).all()
+    sub = R.icc_table(values, "icc3_1", case_ids=["c0", "c1", "c2"]).set_index("feature")
+    assert sub.loc["f", "icc"] == pytest.approx(R.icc(SF_RATINGS[:3]))
+    # a NaN drops that lesion for that feature only
+    values.loc[(values.case_id == "c5") & (values.feature == "f") & (values.condition == "noise"), "value"] = np.nan
+    t2 = R.icc_table(values).set_index("feature")
+    assert t2.loc["f", "n_lesions"] == 5 and t2.loc["latent_000", "n_lesions"] == 6
+    assert t2.loc["f", "icc"] == pytest.approx(R.icc(SF_RATINGS[:5]))
+    fr = R.robust_fractions(t2)
+    assert fr["learned"]["fraction_icc_ge_0_75"] == 1.0
+    assert fr["handcrafted"]["fraction_icc_ge_0_90"] == 0.0
+
+
+# ----------------------------------------------------------------------------- perturbations
+def _lesion(shape=(16, 20, 18)):
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.indices(shape)
+    mask = (((zz - 8) / 5) ** 2 + ((yy - 10) / 6) ** 2 + ((xx - 9) / 4) ** 2 <= 1).astype(np.uint8)
+    image = (100 + 50 * mask + rng.normal(0, 5, size=shape)).astype(np.float32)
+    return image, mask
+
+
+@pytest.mark.parametrize("kind", R.PERTURBATION_KINDS)
+def test_perturbations_are_pure_and_reproducible(kind):
+    image, mask = _lesion()
+    img0, msk0 = image.copy(), mask.copy()
+    p1 = R.draw_perturbation(kind, np.random.default_rng(1))
+    p2 = R.draw_perturbation(kind, np.random.default_rng(1))
+    assert p1 == p2
+    a = R.apply_perturbation(p1, image, mask, (1.0, 1.0, 2.0), "MR")
+    b = R.apply_perturbation(p2, image, mask, (1.0, 1.0, 2.0), "MR")
+    np.testing.assert_array_equal(image, img0)
+    np.testing.assert_array_equal(mask, msk0)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[1].dtype == np.uint8 and a[1].any()
+    if kind == "resample":
+        assert a[0].shape != image.shape and a[2] != (1.0, 1.0, 2.0)
+    else:
+        assert a[0].shape == image.shape and a[2] == (1.0, 1.0, 2.0)
+    assert not (np.array_equal(a[0], image) and np.array_equal(a[1], mask))  # it did something
+
+
+def test_erode_dilate_count_voxels_of_a_cube():
+    m = np.zeros((8, 8, 8), np.uint8)
+    m[2:6, 2:6, 2:6] = 1  # 4^3 cube
+    assert R.erode(m).sum() == 8  # 2^3 core
+    single = np.zeros((5, 5, 5), np.uint8)
+    single[2, 2, 2] = 1
+    assert R.dilate(single).sum() == 7  # the voxel and its 6 face neighbours
+    with pytest.raises(BenchmarkError, match="leaves no lesion voxel"):
+        R.erode(single)
+
+
+def test_rotation_and_translation_geometry():
+    image, mask = _lesion((15, 15, 15))
+    same_i, same_m = R.rotate(image, mask, 0.0, 0, (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(same_i, image, atol=1e-4)
+    np.testing.assert_array_equal(same_m, mask)
+    shifted, smask = R.translate(image, mask, (1.0, 0.0, 0.0))
+    np.testing.assert_allclose(shifted[5:-1], image[4:-2], atol=1e-4)
+    np.testing.assert_array_equal(smask[1:], mask[:-1])
+
+
+def test_rotation_about_z_maps_x_axis_to_y_axis():
+    img = np.zeros((9, 9, 9), np.float32)
+    img[4, 4, 4:8] = 1.0  # a bar from the centre along +x
+    mask = np.zeros((9, 9, 9), np.uint8)
+    mask[4, 4, 4] = 1  # centroid at the centre
+    out, _ = R.rotate(img, mask, 90.0, 0, (1.0, 1.0, 1.0))
+    bar = np.argwhere(out > 0.5)
+    assert set(map(tuple, bar)) in ({(4, y, 4) for y in range(4, 8)}, {(4, y, 4) for y in range(1, 5)})
+
+
+def test_resample_keeps_physical_extent():
+    image, mask = _lesion((16, 20, 18))
+    img2, m2, sp = R.resample_spacing(image, mask, (1.0, 1.0, 2.0), 2.0)
+    assert img2.shape == (8, 10, 9)
+    assert sp == pytest.approx((2.0, 2.0, 4.0))
+    vol0 = mask.sum() * 1.0 * 1.0 * 2.0
+    vol1 = m2.sum() * np.prod(sp)
+    assert vol1 == pytest.approx(vol0, rel=0.35)
+
+
+def test_noise_level_estimate_and_added_noise():
+    rng = np.random.default_rng(0)
+    smooth = np.tile(np.linspace(0, 100, 40, dtype=np.float32), (10, 40, 1))
+    noisy = smooth + rng.normal(0, 3.0, size=smooth.shape).astype(np.float32)
+    assert R.estimate_noise_sigma(noisy) == pytest.approx(3.0, rel=0.1)
+    assert R.estimate_noise_sigma(smooth) < 0.1
+    added = R.add_noise(smooth, 2.0, seed=1) - smooth
+    assert added.std() == pytest.approx(2.0, rel=0.05)
+    rician = R.add_noise(smooth + 50, 2.0, seed=1, rician=True)
+    assert rician.min() >= 0
+    p = R.Perturbation("noise", (("scale", 1.0), ("seed", 3.0)))
+    out, _, _ = R.apply_perturbation(p, noisy, np.ones_like(noisy, np.uint8), (1, 1, 1), "CT")
+    assert (out - noisy).std() == pytest.approx(3.0, rel=0.15)  # the image's own noise level
+
+
+def test_perturbation_study_table_and_failures():
+    image, mask = _lesion()
+    tiny = np.zeros_like(mask)
+    tiny[8, 10, 9] = 1  # erosion leaves nothing
+    lesions = {"a": (image, mask), "b": (image * 1.1, mask), "c": (image, tiny)}
+
+    def extract(cid, pert):
+        img, msk = lesions[cid]
+        if pert is not None:
+            img, msk, _ = R.apply_perturbation(pert, img, msk, (1.0, 1.0, 1.0), "CT")
+        return {"handcrafted": {"original_firstorder_Mean": float(img[msk > 0].mean()), "original_shape_VoxelVolume": float(msk.sum())}}
+
+    failed = []
+    values = R.perturbation_study(["a", "b", "c"], ["noise", "erode"], extract, seed=0, on_failure=lambda c, m: failed.append((c, m)))
+    assert [c for c, _ in failed] == ["c"] and "erode" in failed[0][1]
+    assert set(values.case_id) == {"a", "b"}
+    assert set(values.condition) == {"original", "noise", "erode"}
+    assert len(values) == 2 * 3 * 2
+    again = R.perturbation_study(["a", "b"], ["noise", "erode"], extract, seed=0)
+    pd.testing.assert_frame_equal(values.reset_index(drop=True), again)

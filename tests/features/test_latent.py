@@ -1,0 +1,92 @@
+"""Latent features: same input as training, batched encode, flips, mask channel, failures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from radae.config import LatentConfig
+from radae.features import latent as lat
+from radae.preprocess.store import load_roi, save_roi
+
+from .conftest import ROI, build_tiny_model, make_run
+
+
+def _rows(tmp_path, n=5, mask_channel=False):
+    _, rois = make_run(tmp_path / "runs" / "t", n=n, model=False, mask_channel=mask_channel)
+    return rois.to_dict("records")
+
+
+def _meta(model):
+    return {"in_channels": model.in_channels, "roi_size_zyx": model.roi_size_zyx, "latent_dim": model.config.latent_dim}
+
+
+def test_latents_equal_model_encode_on_the_stored_roi(tmp_path):
+    rows = _rows(tmp_path)
+    model = build_tiny_model()
+    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(batch_size=2), torch.device("cpu"))
+    assert res.failures == []
+    assert list(res.table.columns) == ["case_id", "patient_id"] + [f"latent_{i:03d}" for i in range(6)]
+    roi = load_roi(rows[3]["roi_path"])
+    with torch.inference_mode():
+        expected = model.encode(torch.from_numpy(roi.image[None, None].astype(np.float32))).numpy()[0]
+    got = res.table.iloc[3, 2:].to_numpy(dtype=float)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_same_batch_size_same_bytes(tmp_path):
+    rows = _rows(tmp_path)
+    model = build_tiny_model()
+    a = lat.extract_latents(rows, model, _meta(model), LatentConfig(batch_size=4), torch.device("cpu")).table
+    b = lat.extract_latents(rows, build_tiny_model(), _meta(model), LatentConfig(batch_size=4), torch.device("cpu")).table
+    assert a.equals(b)
+
+
+def test_flip_averaging_is_flip_invariant(tmp_path):
+    rows = _rows(tmp_path, n=1)
+    model = build_tiny_model()
+    cfg = LatentConfig(tta_flips=True)
+    assert len(lat.flip_sets(True)) == 8 and lat.flip_sets(False) == [()]
+    z = lat.extract_latents(rows, model, _meta(model), cfg, torch.device("cpu")).table.iloc[0, 2:].to_numpy(float)
+    roi = load_roi(rows[0]["roi_path"])
+    flipped = tmp_path / "flipped.npz"
+    save_roi(flipped, roi.image[::-1, :, ::-1].copy(), roi.mask[::-1, :, ::-1].copy(), roi.spacing_mm, roi.center_mm)
+    z2 = lat.extract_latents([{**rows[0], "roi_path": str(flipped)}], model, _meta(model), cfg,
+                             torch.device("cpu")).table.iloc[0, 2:].to_numpy(float)
+    np.testing.assert_allclose(z, z2, rtol=1e-5, atol=1e-6)
+    plain = lat.extract_latents(rows, model, _meta(model), LatentConfig(), torch.device("cpu")).table.iloc[0, 2:].to_numpy(float)
+    assert not np.allclose(plain, z)
+
+
+def test_mask_channel_from_model_meta(tmp_path):
+    rows = _rows(tmp_path, n=2)
+    model = build_tiny_model(in_channels=2)
+    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(), torch.device("cpu"))
+    roi = load_roi(rows[1]["roi_path"])
+    x = torch.from_numpy(np.stack([roi.image, roi.mask.astype(np.float32)])[None])
+    with torch.inference_mode():
+        expected = model.encode(x).numpy()[0]
+    np.testing.assert_allclose(res.table.iloc[1, 2:].to_numpy(float), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_rois_become_failures(tmp_path):
+    rows = _rows(tmp_path, n=3)
+    roi = load_roi(rows[0]["roi_path"])
+    save_roi(rows[0]["roi_path"], np.full_like(roi.image, np.nan), roi.mask, roi.spacing_mm, roi.center_mm)
+    save_roi(rows[1]["roi_path"], roi.image[:8], roi.mask[:8], roi.spacing_mm, roi.center_mm)
+    model = build_tiny_model()
+    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(), torch.device("cpu"))
+    assert res.table["case_id"].tolist() == [rows[2]["case_id"]]
+    msgs = dict((c, m) for c, m, _ in res.failures)
+    assert "non-finite" in msgs[rows[0]["case_id"]]
+    assert f"trained on {[ROI, ROI, ROI]}" in msgs[rows[1]["case_id"]]
+
+
+def test_cuda_request_without_gpu_is_an_error():
+    from radae.errors import ExtractError
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ExtractError, match="no CUDA device"):
+        lat.select_device("cuda")
+    assert lat.select_device("auto").type == "cpu"

@@ -1,0 +1,253 @@
+"""The bad-input catalogue: one builder per kind of broken image, mask, seed or DICOM series.
+
+Each ``Kind`` writes real files into a folder and returns a manifest row (case_id = the kind's name) plus what
+radae must say about it: the file it names, the problem and the advice (the text after "->").
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+SHAPE = (16, 16, 16)
+
+
+def write_image(arr: np.ndarray, path: Path, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None,
+                vector: bool = False) -> str:
+    img = sitk.GetImageFromArray(arr, isVector=vector)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    if direction is not None:
+        img.SetDirection(direction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path))
+    return str(path)
+
+
+def good_arrays(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    zz, yy, xx = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
+    mask = ((zz - 8) ** 2 + (yy - 7) ** 2 + (xx - 8) ** 2 <= 9).astype(np.uint8)
+    img = (rng.normal(40, 20, SHAPE) + 80 * mask).astype(np.float32)
+    return img, mask
+
+
+def good_case(d: Path, case_id: str, rng: np.random.Generator) -> dict:
+    img, mask = good_arrays(rng)
+    return {"case_id": case_id, "patient_id": f"P_{case_id}", "modality": "CT", "mask_label": "1", "series_uid": None,
+            "seed_x": None, "seed_y": None, "seed_z": None,
+            "image": write_image(img, d / f"{case_id}_img.nii.gz"), "mask": write_image(mask, d / f"{case_id}_msk.nii.gz")}
+
+
+def _patch_nifti(src: str, dst: Path, offset: int, fmt: str, value) -> str:
+    raw = bytearray(Path(src).read_bytes())
+    struct.pack_into(fmt, raw, offset, value)
+    dst.write_bytes(bytes(raw))
+    return str(dst)
+
+
+def _nrrd(path: Path, header: dict, data: bytes) -> str:
+    text = "NRRD0004\n" + "".join(f"{k}: {v}\n" for k, v in header.items()) + "\n"
+    path.write_bytes(text.encode() + data)
+    return str(path)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    build: Callable[[Path, dict, np.random.Generator], dict]  # (folder, good row, rng) -> changed fields
+    file: str  # "image" or "mask": the file the message must name
+    problem: str
+    advice: str
+
+
+def _img(d, row):
+    return sitk.GetArrayFromImage(sitk.ReadImage(row["image"]))
+
+
+def _msk(d, row):
+    return sitk.GetArrayFromImage(sitk.ReadImage(row["mask"]))
+
+
+def _deleted(d, row, rng):
+    Path(row["image"]).unlink()
+    return {}
+
+
+def _truncated_gz(d, row, rng):
+    raw = Path(row["image"]).read_bytes()
+    (d / "cut.nii.gz").write_bytes(raw[: len(raw) // 2])
+    return {"image": str(d / "cut.nii.gz")}
+
+
+def _truncated_nii(d, row, rng):
+    write_image(_img(d, row), d / "full.nii")
+    (d / "cut.nii").write_bytes((d / "full.nii").read_bytes()[:5000])
+    return {"image": str(d / "cut.nii")}
+
+
+def _truncated_nrrd(d, row, rng):
+    write_image(_img(d, row), d / "full.nrrd")
+    (d / "cut.nrrd").write_bytes((d / "full.nrrd").read_bytes()[:4000])
+    return {"image": str(d / "cut.nrrd")}
+
+
+def _text_file(d, row, rng):
+    (d / "notes.nii.gz").write_text("patient notes, not an image\n" * 20)
+    return {"image": str(d / "notes.nii.gz")}
+
+
+def _empty_file(d, row, rng):
+    (d / "empty.nii").write_bytes(b"")
+    return {"image": str(d / "empty.nii")}
+
+
+def _two_d(d, row, rng):
+    return {"image": write_image(_img(d, row)[8], d / "slice.nii.gz")}
+
+
+def _four_d(d, row, rng):
+    img = sitk.GetImageFromArray(_img(d, row))
+    sitk.WriteImage(sitk.JoinSeries([img, img, img]), str(d / "dynamic.nrrd"))
+    return {"image": str(d / "dynamic.nrrd")}
+
+
+def _rgb(d, row, rng):
+    return {"image": write_image(np.stack([_img(d, row)] * 3, -1), d / "rgb.nii.gz", vector=True)}
+
+
+def _mask_size(d, row, rng):
+    return {"mask": write_image(_msk(d, row)[:-1], d / "m_size.nii.gz")}
+
+
+def _mask_spacing(d, row, rng):
+    return {"mask": write_image(_msk(d, row), d / "m_spacing.nii.gz", spacing=(1.0, 1.0, 1.5))}
+
+
+def _mask_origin(d, row, rng):
+    return {"mask": write_image(_msk(d, row), d / "m_origin.nii.gz", origin=(0.0, 0.0, 5.0))}
+
+
+def _mask_direction(d, row, rng):
+    return {"mask": write_image(_msk(d, row), d / "m_dir.nii.gz", direction=(0, 1, 0, 1, 0, 0, 0, 0, -1))}
+
+
+def _mask_empty(d, row, rng):
+    return {"mask": write_image(np.zeros(SHAPE, np.uint8), d / "m_empty.nii.gz")}
+
+
+def _label_absent(d, row, rng):
+    return {"mask_label": "3"}
+
+
+def _label_name(d, row, rng):
+    return {"mask_label": "GTV"}
+
+
+def _mask_nan(d, row, rng):
+    m = _msk(d, row).astype(np.float32)
+    m[0, 0, 0] = np.nan
+    return {"mask": write_image(m, d / "m_nan.nrrd")}
+
+
+def _one_voxel_vanishes(d, row, rng):
+    m = np.zeros(SHAPE, np.uint8)
+    m[7, 7, 7] = 1  # between the 2 mm grid's centres (6 and 8): interpolates to 0.125 there
+    return {"mask": write_image(m, d / "m_one.nii.gz")}
+
+
+def _nan_nifti(d, row, rng):
+    a = _img(d, row)
+    a[3, 4, 5] = np.nan
+    a[3, 4, 6] = np.nan
+    return {"image": write_image(a, d / "nan.nii.gz")}
+
+
+def _inf_nrrd(d, row, rng):
+    a = _img(d, row)
+    a[1, 1, 1] = np.inf
+    return {"image": write_image(a, d / "inf.nrrd")}
+
+
+def _constant(d, row, rng):
+    return {"image": write_image(np.full(SHAPE, -1000.0, np.float32), d / "air.nii.gz")}
+
+
+def _pixdim(value, axis):
+    def build(d, row, rng):
+        write_image(_img(d, row), d / "plain.nii")
+        return {"image": _patch_nifti(str(d / "plain.nii"), d / f"pixdim{axis}.nii", 76 + 4 * axis, "<f", value)}
+    return build
+
+
+def _zero_spacing_nrrd(d, row, rng):
+    hdr = {"type": "float", "dimension": 3, "space": "left-posterior-superior", "sizes": "16 16 16",
+           "space directions": "(1,0,0) (0,1,0) (0,0,0)", "encoding": "raw", "endian": "little", "space origin": "(0,0,0)"}
+    return {"image": _nrrd(d / "flat.nrrd", hdr, _img(d, row).astype("<f4").tobytes())}
+
+
+def _fifty_mm(d, row, rng):
+    sp = (1.0, 1.0, 50.0)
+    return {"image": write_image(_img(d, row), d / "thick.nii.gz", spacing=sp),
+            "mask": write_image(_msk(d, row), d / "thick_m.nii.gz", spacing=sp)}
+
+
+def _huge(d, row, rng):
+    hdr = {"type": "float", "dimension": 3, "sizes": "4000 4000 4000", "spacings": "1 1 1", "encoding": "raw",
+           "endian": "little"}
+    return {"image": _nrrd(d / "huge.nrrd", hdr, b"\0" * 4096)}
+
+
+def _seed_outside(d, row, rng):
+    return {"mask": None, "mask_label": None, "seed_x": 100.0, "seed_y": 0.0, "seed_z": 0.0}
+
+
+def _folder_without_dicom(d, row, rng):
+    (d / "scan" / "sub").mkdir(parents=True)
+    (d / "scan" / "readme.txt").write_text("x")
+    return {"image": str(d / "scan")}
+
+
+def _mr_constant_body(d, row, rng):
+    m = _msk(d, row)
+    return {"modality": "MR", "image": write_image(np.where(m > 0, 500.0, 100.0).astype(np.float32), d / "twolevel.nii.gz")}
+
+
+# name, builder, file named, problem, advice
+IMAGE_KINDS = [
+    Kind("image_deleted_after_ingest", _deleted, "image", "image not found", "check the manifest path"),
+    Kind("truncated_nii_gz", _truncated_gz, "image", "compressed data is cut off", "copy or export it again"),
+    Kind("truncated_nii", _truncated_nii, "image", "NIfTI file is truncated: 4,648 of 16,384 voxel bytes", "copy or export it again"),
+    Kind("truncated_nrrd", _truncated_nrrd, "image", "cannot read image", "re-export it"),
+    Kind("not_an_image", _text_file, "image", "cannot read image", "re-export it"),
+    Kind("empty_file", _empty_file, "image", "cannot read image", "re-export it"),
+    Kind("image_2d", _two_d, "image", "image is 2D (size (16, 16))", "radae needs 3D volumes"),
+    Kind("image_4d", _four_d, "image", "image is 4D (size (16, 16, 16, 3))", "split the time/channel axis"),
+    Kind("image_rgb", _rgb, "image", "image has 3 components per voxel", "give a single-channel (scalar) volume"),
+    Kind("mask_size_mismatch", _mask_size, "mask", "size image (16, 16, 16) vs mask (16, 16, 15)", "resample the mask onto the image"),
+    Kind("mask_spacing_mismatch", _mask_spacing, "mask", "spacing image (1, 1, 1) vs mask (1, 1, 1.5) mm", "resample the mask"),
+    Kind("mask_origin_mismatch", _mask_origin, "mask", "origin image (0, 0, 0) vs mask (0, 0, 5) mm", "resample the mask"),
+    Kind("mask_direction_mismatch", _mask_direction, "mask", "direction image (1, 0, 0, 0, 1, 0, 0, 0, 1) vs mask (0, 1, 0",
+         "resample the mask"),
+    Kind("mask_empty", _mask_empty, "mask", "mask is empty (no foreground voxels)", "check the segmentation"),
+    Kind("mask_label_absent", _label_absent, "mask", "label 3 not present in mask (labels present: 0, 1)", "fix mask_label"),
+    Kind("mask_label_is_a_name", _label_name, "mask", "mask_label 'GTV' is not an integer label", "give the label's number"),
+    Kind("mask_nan", _mask_nan, "mask", "mask has 1 NaN/inf voxels", "a mask must hold integer labels"),
+    Kind("one_voxel_lesion_vanishes", _one_voxel_vanishes, "mask", "lesion (1 voxels) vanishes when resampled to (2.0, 2.0, 2.0) mm",
+         "use a finer preprocess.spacing_mm or mask_interpolation: nearest"),
+    Kind("nan_voxels_nifti", _nan_nifti, "image", "image has 2 NaN/inf voxels", "fix or mask them"),
+    Kind("inf_voxels_nrrd", _inf_nrrd, "image", "image has 1 NaN/inf voxels", "fix or mask them"),
+    Kind("constant_image", _constant, "image", "image is constant (all voxels = -1000)", "check the file is the intended scan"),
+    Kind("zero_spacing_nifti", _pixdim(0.0, 3), "image", "invalid voxel size (pixdim (1, 1, 0) mm", "fix the file header"),
+    Kind("negative_spacing_nifti", _pixdim(-1.0, 2), "image", "invalid voxel size (pixdim (1, -1, 1) mm", "fix the file header"),
+    Kind("zero_spacing_nrrd", _zero_spacing_nrrd, "image", "invalid voxel spacing in the header", "fix the file header"),
+    Kind("spacing_50mm", _fifty_mm, "image", "implausible voxel spacing (1, 1, 50) mm", "fix the file header (units?)"),
+    Kind("huge_volume", _huge, "image", "volume has 64,000,000,000 voxels, above preprocess.max_voxels",
+         "crop the volume around the lesion"),
+    Kind("seed_outside_image", _seed_outside, "image", "seed point [100.0, 0.0, 0.0] mm lies outside the image", "check sign and units"),
+    Kind("folder_without_dicom", _folder_without_dicom, "image", "no DICOM files directly in this folder", "point the manifest at the folder"),
+    Kind("mr_constant_body", _mr_constant_body, "image", "intensities are constant in the body region", "mr_region: volume"),
+]
