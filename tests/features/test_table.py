@@ -61,7 +61,7 @@ def test_failed_write_leaves_previous_table(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", crash)
-    with pytest.raises(RadaeError, match="nothing was changed"):
+    with pytest.raises(RadaeError, match="earlier outputs are unchanged"):
         tbl.write_table(df.assign(latent_000=2.0), tmp_path / "t.parquet")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]
