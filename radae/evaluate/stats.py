@@ -27,6 +27,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 from scipy import stats as sps
+from scipy.special import expit
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def calibration_slope_intercept(y: np.ndarray, prob: np.ndarray, max_iter: int =
     beta = np.zeros(2)
     slope = float("nan")
     for _ in range(max_iter):
-        mu = 1.0 / (1.0 + np.exp(-(X @ beta)))
+        mu = expit(X @ beta)
         w = mu * (1.0 - mu)
         hess = X.T @ (X * w[:, None])
         grad = X.T @ (y - mu)
@@ -146,7 +147,7 @@ def calibration_slope_intercept(y: np.ndarray, prob: np.ndarray, max_iter: int =
     a = 0.0
     intercept = float("nan")
     for _ in range(max_iter):
-        mu = 1.0 / (1.0 + np.exp(-(a + lp)))
+        mu = expit(a + lp)
         w = float(np.sum(mu * (1.0 - mu)))
         if w <= 0:
             break
