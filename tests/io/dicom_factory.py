@@ -34,6 +34,7 @@ def write_ct_series(
     description: str = "synthetic",
     shuffle_seed: int | None = 0,
     tilt_shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    patient: tuple[str, str, str] = ("Test^Patient", "TEST001", ""),  # PatientName, PatientID, PatientBirthDate
 ) -> list[Dataset]:
     """Write ``array_zyx`` (int16) as one CT slice per file; slice k is array_zyx[k].
 
@@ -59,9 +60,8 @@ def write_ct_series(
         ds.SOPClassUID = CT_IMAGE_STORAGE
         ds.SOPInstanceUID = sop
         ds.Modality = "CT"
-        ds.PatientName = "Test^Patient"
-        ds.PatientID = "TEST001"
-        ds.PatientBirthDate, ds.PatientSex = "", ""
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = patient
+        ds.PatientSex = ""
         ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "", "", "", "", ""
         ds.Manufacturer, ds.SeriesNumber = "radae tests", 1
         ds.StudyInstanceUID = study_uid
