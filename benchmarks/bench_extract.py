@@ -142,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     r = results["latent"]
     print(f"latent: {r['lesions']} ROIs of {r['roi_vox']}^3, batch {r['batch']}, {r['device']}: {r['lesions_per_s']:.1f} lesions/s "
           f"({r['seconds']:.2f} s)")
+    for executor, jobs in runs[1:]:
+        results[f"speedup_{executor}"] = results[f"pyradiomics_{executor}"]["lesions_per_s"] / base
+        print(f"ratio: pyradiomics {executor} x{jobs} vs serial: {results[f'speedup_{executor}']:.2f}x (goal >= 1.7x on 2 cores; "
+              f"includes worker start-up)")
+    results["latent_vs_pyradiomics"] = r["lesions_per_s"] / base
+    print(f"ratio: latent vs PyRadiomics ({', '.join(args.image_types)}) serial, per lesion: "
+          f"{results['latent_vs_pyradiomics']:.2f}x (goal >= 50x; latent on {r['device']})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -216,6 +216,12 @@ def main(argv=None) -> int:
                   f"{r['patches_per_s_steady']:10.2f} {100 * r['data_wait_fraction']:8.1f}% {r['tflops_per_s']:8.3f}")
         if len(results) == 2:
             print(f"speed-up radae vs naive: {results[0]['patches_per_s_steady'] / results[1]['patches_per_s_steady']:.2f}x")
+        r0 = results[0]
+        note = "" if gpu else " [CPU only: no GPU measured in this run]"
+        print(f"ratio: data wait / training wall clock (radae loop): {100 * r0['data_wait_fraction']:.1f}% (goal <= 10%); "
+              f"{r0['patches_per_s_steady']:.2f} patches/s steady at {args.roi}^3{note}")
+        if len(results) == 2:
+            print(f"ratio: radae vs naive loop: {r0['patches_per_s_steady'] / results[1]['patches_per_s_steady']:.2f}x patches/s")
         out = {"device": dev, "roi": args.roi, "batch": args.batch, "steps": args.steps,
                "train_flops_per_patch": flops / args.batch, "results": results,
                "command": " ".join([Path(sys.executable).name, *sys.argv])}
