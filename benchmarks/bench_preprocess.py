@@ -3,8 +3,8 @@
 Runs radae's shared per-lesion path (:func:`radae.preprocess.lesion.safe_preprocess_lesion`: read image + mask,
 resample to ``--spacing`` mm, resample the mask, normalise, crop the ``--roi``^3 ROI and the pretraining patches,
 bbox-crop the PyRadiomics inputs, write the cache) over the STS T1 MR lesions of ``data_manifests/sts_mr.csv``,
-exactly as the preprocess stage does: a list comprehension for ``n_jobs: 1``, ``ProcessPoolExecutor.map`` with
-``chunksize=1`` for ``n_jobs: K``. Each run writes into its own empty cache folder (no cache hits). The parallel
+through the stage's own :func:`radae.stages.preprocess.preprocess_lesions` (serial for ``n_jobs: 1``; a process pool with
+one SimpleITK thread per worker, largest images first, for ``n_jobs: K``). Each run writes into its own empty cache folder (no cache hits). The parallel
 timing includes starting the pool. Data: ``radae.config.data_root()`` (env RADAE_DATA).
 
     python benchmarks/bench_preprocess.py                          # all 34 STS MR lesions, 1 mm, 64^3 ROI
@@ -20,7 +20,6 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 try:
@@ -40,15 +39,10 @@ def load_rows(manifest: Path, n: int) -> list[dict]:
 
 
 def run(rows, cfg, cache: Path, jobs: int) -> tuple[float, list]:
-    from radae.preprocess.lesion import safe_preprocess_lesion
+    from radae.stages.preprocess import preprocess_lesions
 
-    args = [(r, cfg, cache, 0) for r in rows]
     t0 = time.perf_counter()
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(args))) as ex:
-            res = list(ex.map(safe_preprocess_lesion, args, chunksize=1))
-    else:
-        res = [safe_preprocess_lesion(a) for a in args]
+    res = preprocess_lesions(rows, cfg.model_copy(update={"n_jobs": jobs}), cache, 0)
     seconds = time.perf_counter() - t0
     bad = [e for _, e, _ in res if e]
     if bad:

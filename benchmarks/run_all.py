@@ -54,7 +54,9 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "incremental": ("bench_incremental.py", ["--cases", "40", "--steps", "6"], ["--cases", "40", "--steps", "4"]),
     "scale": ("bench_scale.py", ["--rows", "1000", "10000"], ["--rows", "1000", "10000"]),
     "preprocess": ("bench_preprocess.py", ["--jobs", "2"], ["--jobs", "2", "--volumes", "12"]),
-    "denoise": ("bench_denoise.py", ["--datasets", "mr", "--device", "cpu"], []),
+    # shrunk (about 20 s on an idle 2-core machine); bench_denoise's own defaults take ~65 s idle and >300 s under load
+    "denoise": ("bench_denoise.py", ["--datasets", "mr", "--patients", "9", "--steps", "60", "--train-patches", "16",
+                                     "--test-patches", "4", "--device", "cpu"], []),
 }
 QUICK_SKIP = {"denoise"}
 

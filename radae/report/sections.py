@@ -106,12 +106,14 @@ def data_section(ctx: Context) -> Section:
     mods = cases.drop_duplicates(["patient_id", "modality"])["modality"].value_counts().sort_index()
     sec.add(Paragraph(Markup(
         "The manifest lists {} lesions in {} patients ({} with more than one lesion); "
-        "{} patients are evaluation patients (held out of pretraining, used for the benchmark). "
+        "{} patients are evaluation patients ({}, used for the benchmark). "
         "Modalities (patients per modality): {}."
     ).format(
         k.put("data.lesions", n_lesions, "int"), k.put("data.patients", n_patients, "int"),
         k.put("data.multi_lesion_patients", int((per_patient > 1).sum()), "int"),
         k.put("data.evaluation_patients", n_eval, "int"),
+        "also used, without labels, for pretraining" if (ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients")
+        else "held out of pretraining",
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
 
@@ -543,7 +545,9 @@ def downstream_section(ctx: Context) -> Section:
         "filtering (|r| ≥ {} dropped), scaling and selection ({}, up to {} features) are fitted inside each training fold. "
         "Intervals: fold-mean metrics with the Nadeau–Bengio corrected t interval; pooled out-of-fold metrics with a "
         "{}-replicate patient bootstrap. Pairwise p-values are adjusted with {} within each task and test.").format(
-        "evaluation patients only (never seen in pretraining)" if summ.get("cohort") == "evaluation_patients" else "all patients",
+        ("evaluation patients only (their images, not their labels, were used in pretraining)"
+         if (ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients")
+         else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients" else "all patients",
         k.put("benchmark.n_rows", summ.get("n_rows"), "int"), summ.get("unit", "row"),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
         cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"), cvc.get("bootstrap"),

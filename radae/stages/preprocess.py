@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
 
 from radae.errors import PreprocessError
+from radae.features.parallel import single_threaded_worker
 from radae.fsutil import atomic_path, atomic_write_text
 from radae.preprocess.lesion import safe_preprocess_lesion
 from radae.preprocess.store import ROI_INDEX_COLUMNS
@@ -17,19 +19,40 @@ from radae.runner import RunContext, stage
 logger = logging.getLogger(__name__)
 
 
+def _size_bytes(path) -> int:
+    """Bytes on disk of an image file or DICOM folder (0 if unreadable): a proxy for the work it takes."""
+    try:
+        p = Path(str(path))
+        return sum(f.stat().st_size for f in p.iterdir()) if p.is_dir() else p.stat().st_size
+    except (OSError, TypeError):
+        return 0
+
+
+def preprocess_lesions(rows: list[dict], cfg, cache_dir, seed: int, quiet: bool = True) -> list[tuple]:
+    """Every lesion row through :func:`safe_preprocess_lesion`, serially or on ``cfg.n_jobs`` processes.
+
+    Returns ``(meta, error, file)`` per row, in row order. Parallel: largest images first (so the tail is not one big
+    volume on one worker) and one SimpleITK thread per worker (n_jobs workers x all cores would oversubscribe).
+    """
+    jobs = [(r, cfg, cache_dir, seed) for r in rows]
+    if cfg.n_jobs <= 1 or len(jobs) <= 1:
+        return [safe_preprocess_lesion(j) for j in progress_iter(jobs, total=len(jobs), desc="preprocess", quiet=quiet)]
+    order = sorted(range(len(jobs)), key=lambda i: -_size_bytes(rows[i].get("image")))
+    with ProcessPoolExecutor(max_workers=min(cfg.n_jobs, len(jobs)), initializer=single_threaded_worker) as ex:
+        it = ex.map(safe_preprocess_lesion, [jobs[i] for i in order], chunksize=1)
+        done = list(progress_iter(it, total=len(jobs), desc="preprocess", quiet=quiet))
+    results: list = [None] * len(jobs)
+    for i, res in zip(order, done):
+        results[i] = res
+    return results
+
+
 @stage("preprocess", upstream=("ingest",), sections=("preprocess",))
 def run(ctx: RunContext) -> None:
     cfg = ctx.cfg.preprocess
     cases = pd.read_parquet(ctx.run_dir / "ingest" / "cases.parquet")
     rows = cases.to_dict("records")
-    jobs = [(r, cfg, ctx.cache_dir, ctx.seed) for r in rows]
-    results = []
-    if cfg.n_jobs > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(cfg.n_jobs, len(jobs))) as ex:
-            it = ex.map(safe_preprocess_lesion, jobs, chunksize=1)
-            results = list(progress_iter(it, total=len(jobs), desc="preprocess", quiet=ctx.quiet))
-    else:
-        results = [safe_preprocess_lesion(j) for j in progress_iter(jobs, total=len(jobs), desc="preprocess", quiet=ctx.quiet)]
+    results = preprocess_lesions(rows, cfg, ctx.cache_dir, ctx.seed, quiet=ctx.quiet)
     out = []
     hits = 0
     for r, (meta, err, file) in zip(rows, results):
