@@ -106,13 +106,13 @@ def data_section(ctx: Context) -> Section:
     mods = cases.drop_duplicates(["patient_id", "modality"])["modality"].value_counts().sort_index()
     sec.add(Paragraph(Markup(
         "The manifest lists {} lesions in {} patients ({} with more than one lesion); "
-        "{} patients are evaluation patients ({}, used for the benchmark). "
+        "{} patients are evaluation patients (used for the benchmark; {}). "
         "Modalities (patients per modality): {}."
     ).format(
         k.put("data.lesions", n_lesions, "int"), k.put("data.patients", n_patients, "int"),
         k.put("data.multi_lesion_patients", int((per_patient > 1).sum()), "int"),
         k.put("data.evaluation_patients", n_eval, "int"),
-        "also used, without labels, for pretraining" if (ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients")
+        "their images, without labels, were also used for pretraining" if (ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients")
         else "held out of pretraining",
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
