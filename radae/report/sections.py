@@ -39,6 +39,11 @@ class Context:
         return node
 
 
+
+def _unit_word(unit: str | None) -> str:
+    """What one benchmark row is, for "N patients, M {unit}s" ("34 patients, 34 patients" would read as a typo)."""
+    return {"patient": "patient-level row", None: "row"}.get(unit, unit)
+
 def fig(figure, caption: str | Markup, alt: str) -> Figure:
     return Figure(plots.to_data_uri(figure), caption, alt)
 
@@ -548,7 +553,7 @@ def downstream_section(ctx: Context) -> Section:
         ("evaluation patients only (their images, not their labels, were used in pretraining)"
          if (ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients")
          else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients" else "all patients",
-        k.put("benchmark.n_rows", summ.get("n_rows"), "int"), summ.get("unit", "row"),
+        k.put("benchmark.n_rows", summ.get("n_rows"), "int"), _unit_word(summ.get("unit")),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
         cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"), cvc.get("bootstrap"),
         {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(cvc.get("adjust"), cvc.get("adjust") or "n/a"))))
@@ -946,7 +951,7 @@ def _headline(ctx: Context, bsum: dict, task: str) -> Markup | None:
     cvc = bsum.get("cv") or {}
     sentence = Markup("<strong>{}</strong> ({} patients, {} {}s; {}, {}-fold × {} cross-validation): {}").format(
         outcome, k.put(f"{task}.n_patients", t.get("n_patients"), "int"), k.put(f"{task}.n_rows", t.get("n_rows"), "int"),
-        bsum.get("unit", "row"), model, cvc.get("folds"), cvc.get("repeats"), Markup(" vs ").join(parts))
+        _unit_word(bsum.get("unit")), model, cvc.get("folds"), cvc.get("repeats"), Markup(" vs ").join(parts))
     comps = ctx.run.table("benchmark/comparisons.csv")
     adjust = (bsum.get("cv") or {}).get("adjust")
     if comps is not None and len(pair) == 2 and "task" in comps:
