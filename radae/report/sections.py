@@ -39,10 +39,10 @@ class Context:
         return node
 
 
-
 def _unit_word(unit: str | None) -> str:
     """What one benchmark row is, for "N patients, M {unit}s" ("34 patients, 34 patients" would read as a typo)."""
     return {"patient": "patient-level row", None: "row"}.get(unit, unit)
+
 
 def fig(figure, caption: str | Markup, alt: str) -> Figure:
     return Figure(plots.to_data_uri(figure), caption, alt)
