@@ -1,7 +1,7 @@
 """Incremental re-runs: the demo pipeline (shrunk) cold, then unchanged, then with one ``benchmark.*`` key changed.
 
 Builds ``pipelines/demo.yaml`` with ``--set``-style overrides (:func:`radae.config.load_pipeline`) that shrink every
-stage like ``tests/report/conftest.py::tiny_overrides`` (few small synthetic cases, a few training steps, 2-fold
+stage like ``tests/tinyrun.py::tiny_overrides`` (few small synthetic cases, a few training steps, 2-fold
 CV), into a temporary ``runs_dir``, and times three calls of :func:`radae.runner.run_pipeline`:
 
 1. cold: every stage runs
@@ -36,35 +36,11 @@ GOAL_FRACTION = 0.05
 
 
 def shrunk_overrides(runs_dir: Path, cases: int, steps: int) -> list[str]:
-    """Like tests/report/conftest.py tiny_overrides (kept in step by hand)."""
-    return [
-        f"runs_dir={runs_dir}",
-        f"preprocess.cache_dir={runs_dir / 'cache'}",
-        f"data.synth.cases={cases}",
-        "data.synth.size_vox=32",
-        "preprocess.spacing_mm=[1.5,1.5,1.5]",
-        "preprocess.roi_size_vox=[16,16,16]",
-        "preprocess.patches.per_volume=1",
-        "preprocess.n_jobs=1",
-        f"pretrain.steps={steps}",
-        "pretrain.batch_size=4",
-        f"pretrain.eval_every={max(1, steps // 2)}",
-        f"pretrain.checkpoint_every={steps}",
-        "pretrain.model.channels=[4,8]",
-        "pretrain.model.strides=[2,2]",
-        "pretrain.model.latent_dim=8",
-        "pretrain.amp=false",
-        "extract.radiomics.image_types=[Original]",
-        "extract.n_jobs=1",
-        "benchmark.classification={label: label}",
-        "benchmark.survival={time: os_time, event: os_event}",
-        "benchmark.feature_sets=[learned, handcrafted, volume]",
-        "benchmark.models=[logistic_l2]",
-        "benchmark.cv={folds: 2, repeats: 1, inner_folds: 2, seed: 0}",
-        "benchmark.bootstrap=50",
-        "benchmark.robustness={enabled: true, perturbations: [noise], max_lesions: 4}",
-        "benchmark.n_jobs=1",
-    ]
+    """The test suite's tiny demo (tests/tinyrun.py), so benchmark and tests shrink the demo the same way."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tinyrun import tiny_overrides
+
+    return tiny_overrides(runs_dir, cases=cases, steps=steps)
 
 
 def stage_state(run_dir: Path, stages) -> dict[str, dict]:

@@ -11,20 +11,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "pipelines" / "demo.yaml"
 
 
-def tiny_overrides(runs_dir: Path) -> list[str]:
+def tiny_overrides(runs_dir: Path, cases: int = 40, steps: int = 6) -> list[str]:
+    """``--set`` overrides that shrink pipelines/demo.yaml to seconds (also used by benchmarks/bench_incremental.py)."""
     return [
         f"runs_dir={runs_dir}",
         f"preprocess.cache_dir={runs_dir / 'cache'}",
-        "data.synth.cases=40",
+        f"data.synth.cases={cases}",
         "data.synth.size_vox=32",
         "preprocess.spacing_mm=[1.5,1.5,1.5]",
         "preprocess.roi_size_vox=[16,16,16]",
         "preprocess.patches.per_volume=1",
         "preprocess.n_jobs=1",
-        "pretrain.steps=6",
+        f"pretrain.steps={steps}",
         "pretrain.batch_size=4",
-        "pretrain.eval_every=3",
-        "pretrain.checkpoint_every=6",
+        f"pretrain.eval_every={max(1, steps // 2)}",
+        f"pretrain.checkpoint_every={steps}",
         "pretrain.model.channels=[4,8]",
         "pretrain.model.strides=[2,2]",
         "pretrain.model.latent_dim=8",
