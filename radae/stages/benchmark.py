@@ -238,18 +238,16 @@ def load_cohort(run_dir: Path, cfg: PipelineConfig, on_failure: OnFailure | None
     ids = lesions["case_id"]
 
     frames: dict[str, pd.DataFrame] = {}
-    if "latent" in tables:
-        t = tables["latent"].set_index("case_id").loc[ids]
-        cols = [c for c in t.columns if LATENT_RE.match(str(c))]
+    for table, fset, pattern, what in (("latent", "learned", LATENT_RE, "latent_### columns"),
+                                       ("radiomics", "handcrafted", RADIOMICS_RE,
+                                        "PyRadiomics feature columns (like original_shape_MeshVolume)")):
+        if table not in tables:
+            continue
+        t = tables[table].set_index("case_id").loc[ids]
+        cols = [c for c in t.columns if pattern.match(str(c))]
         if not cols:
-            raise BenchmarkError("extract/latent.parquet: no latent_### columns -> rerun extract")
-        frames["learned"] = t[cols].reset_index(drop=True)
-    if "radiomics" in tables:
-        t = tables["radiomics"].set_index("case_id").loc[ids]
-        cols = [c for c in t.columns if RADIOMICS_RE.match(str(c))]
-        if not cols:
-            raise BenchmarkError("extract/radiomics.parquet: no PyRadiomics feature columns (like original_shape_MeshVolume) -> rerun extract")
-        frames["handcrafted"] = t[cols].reset_index(drop=True)
+            raise BenchmarkError(f"extract/{table}.parquet: no {what} -> rerun extract")
+        frames[fset] = t[cols].reset_index(drop=True)
     r = rois.set_index("case_id").loc[ids].reset_index()
     vol = baselines.volume_features(r).drop(columns="case_id")
     frames["volume"] = vol
