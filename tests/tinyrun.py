@@ -43,6 +43,13 @@ def tiny_overrides(runs_dir: Path, cases: int = 40, steps: int = 6) -> list[str]
     ]
 
 
+def tiny_config(runs_dir: Path, *extra: str):
+    """The validated tiny demo PipelineConfig, with ``extra`` overrides on top."""
+    from radae.config import load_pipeline
+
+    return load_pipeline(DEMO, overrides=tiny_overrides(runs_dir) + list(extra))
+
+
 def runnable_stages() -> list[str]:
     """Registered stages whose upstream stages are registered too (all of them once every stage exists)."""
     from radae.config import STAGES
@@ -59,11 +66,10 @@ def runnable_stages() -> list[str]:
 
 def build_tiny_run(runs_dir: Path, stages: list[str] | None = None) -> Path:
     """Run the tiny demo pipeline into ``runs_dir`` and make sure the report exists; returns the run folder."""
-    from radae.config import load_pipeline
     from radae.report.build import build_report
     from radae.runner import run_pipeline
 
-    cfg = load_pipeline(DEMO, overrides=tiny_overrides(runs_dir) + [f"stages=[{', '.join(runnable_stages())}]"])
+    cfg = tiny_config(runs_dir, f"stages=[{', '.join(runnable_stages())}]")
     run_pipeline(cfg, stages=stages, quiet=True)
     if not (cfg.run_dir / "report" / "report.html").exists():
         build_report(cfg.run_dir)

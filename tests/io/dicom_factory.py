@@ -13,12 +13,19 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
-def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
+def _new_dataset(sop_class: str, modality: str) -> Dataset:
+    """A dataset with its file meta, a fresh SOP instance UID, its SOP class and modality."""
+    sop = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = sop
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    return meta
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop
+    ds.Modality = modality
+    return ds
 
 
 def write_ct_series(
@@ -54,12 +61,7 @@ def write_ct_series(
     order = np.random.default_rng(shuffle_seed).permutation(nz) if shuffle_seed is not None else np.arange(nz)
     out = []
     for k in range(nz):
-        sop = generate_uid()
-        ds = Dataset()
-        ds.file_meta = _file_meta(CT_IMAGE_STORAGE, sop)
-        ds.SOPClassUID = CT_IMAGE_STORAGE
-        ds.SOPInstanceUID = sop
-        ds.Modality = "CT"
+        ds = _new_dataset(CT_IMAGE_STORAGE, "CT")
         ds.PatientName, ds.PatientID, ds.PatientBirthDate = patient
         ds.PatientSex = ""
         ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "", "", "", "", ""
@@ -101,12 +103,7 @@ def write_rtstruct(
 ) -> Dataset:
     """RTSTRUCT with ROIs ``{name: [(slice index, [(col, row), ...]), ...]}`` (polygons in pixel units)."""
     first = slices[0]
-    ds = Dataset()
-    sop = generate_uid()
-    ds.file_meta = _file_meta(RTSTRUCT_STORAGE, sop)
-    ds.SOPClassUID = RTSTRUCT_STORAGE
-    ds.SOPInstanceUID = sop
-    ds.Modality = "RTSTRUCT"
+    ds = _new_dataset(RTSTRUCT_STORAGE, "RTSTRUCT")
     ds.PatientName, ds.PatientID = first.PatientName, first.PatientID
     ds.StudyInstanceUID = first.StudyInstanceUID
     ds.SeriesInstanceUID = generate_uid()

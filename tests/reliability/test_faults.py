@@ -17,15 +17,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tinyrun import DEMO, ROOT, tiny_overrides
+from tinyrun import DEMO, ROOT, tiny_config, tiny_overrides
 
 pytestmark = pytest.mark.slow
-
-
-def _cfg(runs_dir: Path, *extra: str):
-    from radae.config import load_pipeline
-
-    return load_pipeline(DEMO, overrides=tiny_overrides(runs_dir) + list(extra))
 
 
 def _cli(runs_dir: Path, *extra: str, stages: str | None = None) -> list[str]:
@@ -48,7 +42,7 @@ def _tables(d: Path) -> dict[str, pd.DataFrame]:
 def test_kill_minus_9_during_extraction_leaves_no_partial_table_and_resume_completes(tmp_path):
     from radae.runner import run_pipeline
 
-    cfg = _cfg(tmp_path / "runs", *SLOW_EXTRACT)
+    cfg = tiny_config(tmp_path / "runs", *SLOW_EXTRACT)
     run_pipeline(cfg, stages=["ingest", "preprocess", "pretrain"], quiet=True)
     ext = cfg.run_dir / "extract"
     partial = ext / "partial" / "radiomics"
@@ -88,7 +82,7 @@ def test_kill_minus_9_during_extraction_leaves_no_partial_table_and_resume_compl
     assert summary["extracted"] == n_lesions - summary["reused"]
 
     # the final tables equal an uninterrupted run's
-    ref = _cfg(tmp_path / "ref", *SLOW_EXTRACT)
+    ref = tiny_config(tmp_path / "ref", *SLOW_EXTRACT)
     run_pipeline(ref, stages=["ingest", "preprocess", "pretrain", "extract"], quiet=True)
     got, want = _tables(ext), _tables(ref.run_dir / "extract")
     for name in want:
@@ -103,7 +97,7 @@ def test_unwritable_stage_output_is_one_clear_error_and_earlier_outputs_survive(
     from radae.errors import RadaeError
     from radae.runner import run_pipeline
 
-    cfg = _cfg(tmp_path / "runs")
+    cfg = tiny_config(tmp_path / "runs")
     run_pipeline(cfg, stages=["ingest", "preprocess", "pretrain", "extract"], quiet=True)
     ext = cfg.run_dir / "extract"
     before = {f.name: f.read_bytes() for f in ext.iterdir() if f.is_file()}
@@ -116,7 +110,7 @@ def test_unwritable_stage_output_is_one_clear_error_and_earlier_outputs_survive(
         raise OSError(err, os.strerror(err))
 
     monkeypatch.setattr(pq, "write_table", disk_full)
-    cfg2 = _cfg(tmp_path / "runs", "extract.latent.tta_flips=true")  # a change, so extract re-runs
+    cfg2 = tiny_config(tmp_path / "runs", "extract.latent.tta_flips=true")  # a change, so extract re-runs
     with pytest.raises(RadaeError) as e:
         run_pipeline(cfg2, stages=["extract"], quiet=True)
     msg = str(e.value)
@@ -128,25 +122,12 @@ def test_unwritable_stage_output_is_one_clear_error_and_earlier_outputs_survive(
     assert not [f for f in ext.rglob("*") if f.name.startswith(".tmp") or "tmp-" in f.name]
 
 
-def _numbers(summary: dict, prefix: str = "") -> dict[str, float]:
-    """Every number in a JSON summary, by key path (dates and timings left out)."""
-    out: dict[str, float] = {}
-    for k, v in summary.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_numbers(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not any(
-                t in k for t in ("seconds", "per_s", "elapsed", "wall")):
-            out[key] = v
-    return out
-
-
 def test_same_pipeline_twice_same_seed_gives_identical_tables_results_and_report_numbers(tmp_path):
     from radae.runner import run_pipeline
 
     dirs = []
     for name in ("a", "b"):
-        cfg = _cfg(tmp_path / name)
+        cfg = tiny_config(tmp_path / name)
         run_pipeline(cfg, quiet=True)
         dirs.append(cfg.run_dir)
     a, b = dirs
@@ -166,7 +147,7 @@ def test_same_pipeline_twice_same_seed_gives_identical_tables_results_and_report
         pd.testing.assert_frame_equal(pd.read_parquet(a / "benchmark" / t), pd.read_parquet(b / "benchmark" / t),
                                       check_exact=True)
     assert (a / "benchmark" / "comparisons.csv").read_bytes() == (b / "benchmark" / "comparisons.csv").read_bytes()
-    # every number the report states
-    na = _numbers(json.loads((a / "report" / "summary.json").read_text()))
-    nb = _numbers(json.loads((b / "report" / "summary.json").read_text()))
+    # every number the report states (summary.json "numbers" holds exactly those; "run" holds dates and paths)
+    na = json.loads((a / "report" / "summary.json").read_text())["numbers"]
+    nb = json.loads((b / "report" / "summary.json").read_text())["numbers"]
     assert na and na == nb

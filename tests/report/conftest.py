@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import tinyrun
 from tinyrun import DEMO, ROOT, build_tiny_run, runnable_stages, tiny_overrides  # noqa: F401
 
 
@@ -24,6 +25,4 @@ def make_tiny_run():
 @pytest.fixture(scope="session")
 def tiny_config():
     """``tiny_config(runs_dir, *extra_overrides)`` -> the validated tiny demo PipelineConfig."""
-    from radae.config import load_pipeline
-
-    return lambda runs_dir, *extra: load_pipeline(DEMO, overrides=tiny_overrides(runs_dir) + list(extra))
+    return tinyrun.tiny_config
