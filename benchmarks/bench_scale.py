@@ -1,22 +1,22 @@
-"""Peak memory (RSS) of writing feature tables as the extract stage does, for a small and a large synthetic cohort.
+"""Peak memory (RSS) of the extract stage for a small and a large synthetic cohort: flat with cohort size?
 
-Each size runs in a fresh child process (``ru_maxrss`` is a per-process high-water mark), which does exactly what
-``radae.stages.extract`` does with per-lesion results:
+What runs is the real stage, :func:`radae.stages.extract.run`, on a run folder with N lesions:
 
-1. rows -> ``pd.DataFrame`` -> :func:`radae.features.table.canonical` (copy, float64, sorted)
-2. provenance with one entry per lesion (hashes, as ``run_latent`` / ``run_radiomics`` build it)
-3. :func:`radae.features.table.write_table` (Parquet with the provenance JSON in the schema metadata + CSV twin)
+1. A template run (the demo pipeline shrunk to 4 cases, 16³ ROIs, a 64-latent model trained for a few steps) gives
+   a real ``pretrain/model.pt``, real ROI files and real PyRadiomics results (one partial JSON per lesion).
+2. For each size, a run folder is fabricated from it: ``rois.parquet`` / ``cases.parquet`` with N lesions (3 per
+   patient) that point at the template's ROI files, and the template's PyRadiomics results copied to N partial
+   files under each lesion's own resume key - the state after an interrupted extraction, so PyRadiomics itself
+   (measured in ``bench_extract``) is not re-run.
+3. A fresh child process imports radae, torch and PyRadiomics, resets its peak-RSS mark (Linux
+   ``/proc/self/clear_refs``; elsewhere the peak includes the imports), notes the baseline RSS, and runs the stage: N latents through the encoder and every feature table written
+   (lesion tables, patient tables with ``volume_weighted_mean``, ``lesion_provenance``, dictionary).
 
-for a latent-like table (``latent_000..``; ``--latent-dim`` columns) and a PyRadiomics-like table
-(``original_firstorder_F000..``; ``--radiomics-features`` columns).
-
-Note: radae does NOT stream feature tables - ``write_table`` takes the whole DataFrame in memory (and
-``pa.Table.from_pandas`` plus the CSV writer make further copies). So memory grows with rows x columns; this
-benchmark measures how much, and reports peak RSS (absolute, including the ~interpreter + pandas/pyarrow imports)
-and the growth above the post-import baseline.
+Reported: peak RSS, growth above the post-import baseline, bytes per extra lesion, and the 10k/1k ratio (goal: flat,
+<= 1.5x, and <= 2 GiB).
 
     python benchmarks/bench_scale.py                         # 1,000 vs 10,000 lesions
-    python benchmarks/bench_scale.py --rows 1000 100000 --radiomics-features 1500 --json out.json
+    python benchmarks/bench_scale.py --rows 1000 100000 --json out.json
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,54 +36,122 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+ROOT = Path(__file__).resolve().parents[1]
 GOAL_BYTES = 2 * 1024**3
 FLAT_RATIO = 1.5  # "flat": peak RSS at the large size at most this x the small size's
+LESIONS_PER_PATIENT = 3
 
 
-def _maxrss_bytes() -> int:
+def _status_bytes(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak-RSS mark (Linux ``/proc/self/clear_refs``), so the peak excludes the imports."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_bytes() -> int:
+    hwm = _status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r if sys.platform == "darwin" else r * 1024
 
 
-def child(rows: int, latent_dim: int, n_rad: int, out: Path) -> dict:
-    """One size, in this (fresh) process."""
-    import hashlib
+def _config(runs_dir: Path, *extra: str):
+    from radae.config import load_pipeline
 
-    import numpy as np
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tinyrun import DEMO, tiny_overrides
+
+    return load_pipeline(DEMO, overrides=tiny_overrides(runs_dir, cases=4, steps=4)
+                         + ["pretrain.model.latent_dim=64", "extract.aggregate=volume_weighted_mean", *extra])
+
+
+def template(runs_dir: Path) -> Path:
+    """The 4-case template run (ingest .. extract); returns its run folder."""
+    from radae.runner import run_pipeline
+
+    cfg = _config(runs_dir)
+    run_pipeline(cfg, stages=["ingest", "preprocess", "pretrain", "extract"], quiet=True)
+    return cfg.run_dir
+
+
+def fabricate(tmpl_dir: Path, runs_dir: Path, n: int) -> Path:
+    """A run folder with ``n`` lesions built from the template (see the module docstring)."""
     import pandas as pd
-    import pyarrow  # noqa: F401  (imported before the baseline, like in a real run)
 
-    from radae.features import table as tbl
+    from radae.features import handcrafted as hc
+    from radae.stages import extract as ext
 
-    base = _maxrss_bytes()
-    phases = {}
-    rng = np.random.default_rng(0)
+    cfg = _config(runs_dir)
+    run_dir = cfg.run_dir
+    for stage in ("ingest", "preprocess", "pretrain", "extract/partial/radiomics"):
+        (run_dir / stage).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(tmpl_dir / "pretrain" / "model.pt", run_dir / "pretrain" / "model.pt")
+    t_rois = pd.read_parquet(tmpl_dir / "preprocess" / "rois.parquet")
+    t_cases = pd.read_parquet(tmpl_dir / "ingest" / "cases.parquet").set_index("case_id")
+    idx = [i % len(t_rois) for i in range(n)]
+    rois = t_rois.iloc[idx].reset_index(drop=True)
+    src_case = rois["case_id"].astype(str).tolist()
+    rois["case_id"] = [f"C{i:07d}" for i in range(n)]
+    rois["patient_id"] = [f"P{i // LESIONS_PER_PATIENT:07d}" for i in range(n)]
+    rois["preprocess_key"] = [f"{k}-{i}" for i, k in enumerate(rois["preprocess_key"].astype(str))]
+    cases = t_cases.loc[src_case].reset_index(drop=True)
+    cases.insert(0, "case_id", rois["case_id"])
+    cases["patient_id"] = rois["patient_id"]
+    rois.to_parquet(run_dir / "preprocess" / "rois.parquet", index=False)
+    cases.to_parquet(run_dir / "ingest" / "cases.parquet", index=False)
+    rcfg = cfg.extract.radiomics
+    specs = hc.specs_for_modalities(rois["modality"].astype(str).unique(), params_path=rcfg.params, grid=rcfg.grid,
+                                    image_types=rcfg.image_types, spacing_mm=cfg.preprocess.spacing_mm)
+    t_tasks = {t.case_id: t for t in ext.radiomics_tasks(t_rois.astype({"case_id": str, "patient_id": str}),
+                                                          t_cases.reset_index(), rcfg.grid, specs)}
+    t_partial = {c: ext.read_partial(tmpl_dir / "extract" / "partial" / "radiomics", t) for c, t in t_tasks.items()}
+    partial = run_dir / "extract" / "partial" / "radiomics"
+    for task, src in zip(ext.radiomics_tasks(rois, cases, rcfg.grid, specs), src_case):
+        ext.save_partial(partial, {**t_partial[src], "case_id": task.case_id, "key": task.key})
+    return run_dir
+
+
+def child(run_dir: Path) -> dict:
+    """Run the extract stage on ``run_dir`` in this (fresh) process."""
+    import pandas as pd  # noqa: F401
+    import pyarrow  # noqa: F401
+    import radiomics  # noqa: F401
+    import torch  # noqa: F401
+
+    from radae.runner import RunContext
+    from radae.stages import extract as ext
+
+    cfg = _config(run_dir.parent)
+    import_peak = _peak_bytes()
+    reset = _reset_peak()
+    base = _status_bytes("VmRSS") if reset else import_peak
     t0 = time.perf_counter()
-
-    def h(s: str) -> str:
-        return hashlib.sha256(s.encode()).hexdigest()
-
-    common = {"radae_version": "bench", "settings_hash": h("s"), "seed": 0}
-    for name, cols in (("latent", [f"latent_{i:03d}" for i in range(latent_dim)]),
-                       ("radiomics", [f"original_firstorder_F{i:04d}" for i in range(n_rad)])):
-        if not cols:
-            continue
-        vals = rng.standard_normal((rows, len(cols))).astype(np.float32)
-        # per-lesion result dicts, as the extract stage collects them
-        recs = [{"case_id": f"C{i:07d}", "patient_id": f"P{i // 2:07d}", **dict(zip(cols, map(float, vals[i])))}
-                for i in range(rows)]
-        del vals
-        table = tbl.canonical(pd.DataFrame(recs))
-        del recs
-        lesions = {c: {"preprocess_key": h(c), "source_image_sha256": h(c + "i"), "source_mask_sha256": h(c + "m")}
-                   for c in table["case_id"]}
-        prov = {**common, "table": name, "n_lesions": rows, "lesions": lesions}
-        tbl.write_table(table, out / f"{name}.parquet", prov)
-        sizes = {s: (out / f"{name}{s}").stat().st_size for s in (".parquet", ".csv")}
-        del table, lesions, prov
-        phases[name] = {"columns": len(cols), "peak_rss_so_far_bytes": _maxrss_bytes(), "file_bytes": sizes}
-    return {"rows": rows, "baseline_rss_bytes": base, "peak_rss_bytes": _maxrss_bytes(),
-            "growth_bytes": _maxrss_bytes() - base, "seconds": round(time.perf_counter() - t0, 2), "phases": phases}
+    ctx = RunContext(cfg, run_dir, quiet=True, stage_name="extract")
+    ext.run(ctx)
+    seconds = time.perf_counter() - t0
+    out = run_dir / "extract"
+    summary = json.loads((out / "summary.json").read_text())
+    files = {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file()}
+    peak = _peak_bytes()
+    return {"baseline_rss_bytes": base, "import_peak_bytes": import_peak, "peak_reset": reset, "peak_rss_bytes": peak,
+            "growth_bytes": peak - base,
+            "seconds": round(seconds, 2), "latent_lesions": summary["latent"]["extracted"],
+            "radiomics_lesions": summary["radiomics"]["lesions"], "radiomics_reused": summary["radiomics"]["reused"],
+            "failures": len(ctx.failures), "file_bytes": files}
 
 
 def mib(b: float) -> str:
@@ -92,47 +161,51 @@ def mib(b: float) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[1000, 10000], help="lesion counts (small first)")
-    ap.add_argument("--latent-dim", type=int, default=64, help="latent columns (default model: 64)")
-    ap.add_argument("--radiomics-features", type=int, default=107, help="PyRadiomics columns (Original only: 107; 0 = skip)")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--_child", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--_out", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    os.environ["RADAE_QUIET"] = "1"
     if args._child is not None:
-        print(json.dumps(child(args._child, args.latent_dim, args.radiomics_features, args._out)))
+        print(json.dumps(child(args._child)))
         return 0
 
     results = []
-    for n in args.rows:
-        with tempfile.TemporaryDirectory(prefix="radae-scale-") as tmp:
-            cmd = [sys.executable, __file__, "--_child", str(n), "--_out", tmp, "--latent-dim", str(args.latent_dim),
-                   "--radiomics-features", str(args.radiomics_features)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RADAE_QUIET": "1"})
+    with tempfile.TemporaryDirectory(prefix="radae-scale-") as tmp:
+        t0 = time.perf_counter()
+        tmpl = template(Path(tmp) / "template")
+        print(f"template run (4 cases, real model and PyRadiomics results): {time.perf_counter() - t0:.0f} s")
+        for n in args.rows:
+            t0 = time.perf_counter()
+            run_dir = fabricate(tmpl, Path(tmp) / f"n{n}", n)
+            setup_s = time.perf_counter() - t0
+            proc = subprocess.run([sys.executable, __file__, "--_child", str(run_dir)], capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stdout, proc.stderr, file=sys.stderr)
                 return proc.returncode
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r.update(rows=n, setup_seconds=round(setup_s, 1))
+            results.append(r)
+            shutil.rmtree(run_dir.parent, ignore_errors=True)
 
-    print("feature tables: written whole (radae.features.table.write_table takes a full DataFrame; NOT streamed)")
-    print(f"{'lesions':>8s} {'latent cols':>11s} {'radiomics cols':>14s} {'baseline RSS':>13s} {'peak RSS':>10s} "
-          f"{'growth':>10s} {'bytes/row':>9s} {'seconds':>7s}")
+    print("extract stage, tables streamed (radae.features.table.TableWriter; one row group in memory)")
+    print(f"{'lesions':>8s} {'baseline RSS':>13s} {'peak RSS':>10s} {'growth':>9s} {'latent/s':>9s} {'seconds':>7s} "
+          f"{'latent.parquet':>14s} {'radiomics.csv':>13s}")
     for r in results:
-        print(f"{r['rows']:8,d} {args.latent_dim:11d} {args.radiomics_features:14d} {mib(r['baseline_rss_bytes']):>13s} "
-              f"{mib(r['peak_rss_bytes']):>10s} {mib(r['growth_bytes']):>10s} {r['growth_bytes'] / r['rows']:9,.0f} "
-              f"{r['seconds']:7.1f}")
+        print(f"{r['rows']:8,d} {mib(r['baseline_rss_bytes']):>13s} {mib(r['peak_rss_bytes']):>10s} {mib(r['growth_bytes']):>9s} "
+              f"{r['latent_lesions'] / r['seconds']:9,.0f} {r['seconds']:7.1f} {mib(r['file_bytes']['latent.parquet']):>14s} "
+              f"{mib(r['file_bytes']['radiomics.csv']):>13s}")
     small, large = results[0], results[-1]
     ratio = large["peak_rss_bytes"] / small["peak_rss_bytes"]
     growth_ratio = large["growth_bytes"] / max(small["growth_bytes"], 1)
     per_row = (large["growth_bytes"] - small["growth_bytes"]) / max(large["rows"] - small["rows"], 1)
-    extrap = {n: large["baseline_rss_bytes"] + per_row * n for n in (100_000, 1_000_000)}
+    extrap = {n: large["peak_rss_bytes"] + per_row * (n - large["rows"]) for n in (100_000, 1_000_000)}
     met = large["peak_rss_bytes"] <= GOAL_BYTES and ratio <= FLAT_RATIO
     print(f"peak RSS ratio {large['rows']:,} vs {small['rows']:,} lesions: {ratio:.2f}x "
-          f"(growth above baseline {growth_ratio:.1f}x; goal: flat (<= {FLAT_RATIO}x) and <= 2 GiB: "
+          f"(growth above baseline {growth_ratio:.2f}x; goal: flat (<= {FLAT_RATIO}x) and <= 2 GiB: "
           f"{'met' if met else 'MISSED'})")
-    print(f"marginal memory {per_row:,.0f} bytes/lesion -> extrapolated peak "
-          + ", ".join(f"{n:,} lesions ~{mib(b)}" for n, b in extrap.items()))
-    out = {"rows": args.rows, "latent_dim": args.latent_dim, "radiomics_features": args.radiomics_features,
-           "streamed": False, "results": results, "peak_ratio": ratio, "growth_ratio": growth_ratio,
+    print(f"marginal memory {per_row:,.0f} bytes/lesion (the ROI and case index, resume keys, provenance hashes) -> "
+          "extrapolated peak " + ", ".join(f"{n:,} lesions ~{mib(b)}" for n, b in extrap.items()))
+    out = {"rows": args.rows, "streamed": True, "results": results, "peak_ratio": ratio, "growth_ratio": growth_ratio,
            "marginal_bytes_per_lesion": per_row, "extrapolated_peak_bytes": extrap,
            "peak_rss_large_bytes": large["peak_rss_bytes"], "goal_met": met}
     if args.json:

@@ -18,7 +18,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -82,35 +82,45 @@ def _roi_reader(in_channels: int):
     return load
 
 
-def extract_latents(rows: list[dict], model: torch.nn.Module, meta: dict, cfg: LatentConfig,
-                    device: torch.device, progress: Callable | None = None) -> LatentResult:
-    """Latents of every ROI in ``rows`` (rois.parquet records). Unreadable or mis-shaped ROIs become failures."""
-    import time
+def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: LatentConfig, device: torch.device,
+                 progress: Callable | None = None) -> Iterator[tuple[pd.DataFrame, list[tuple[str, str, str]]]]:
+    """Latents batch by batch, in the order of ``rows``: ``(table of the batch's lesions, failures since the last batch)``.
 
-    t0 = time.perf_counter()
+    Only one batch is in memory. Unreadable or mis-shaped ROIs and non-finite latents become failures
+    ``(case_id, message, file)``; the last item may have an empty table and carry only failures.
+    """
     in_ch = int(meta["in_channels"])
     roi_zyx = tuple(int(n) for n in meta["roi_size_zyx"])
     load = _roi_reader(in_ch)
     cols = latent_columns(int(meta["latent_dim"]))
     failures: list[tuple[str, str, str]] = []
-    keys: list[tuple[str, str]] = []
-    values: list[np.ndarray] = []
     batch: list[np.ndarray] = []
-    batch_keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, str]] = []
     model.eval()
 
-    def flush() -> None:
+    def flush() -> pd.DataFrame:
         if not batch:
-            return
-        x = torch.from_numpy(np.stack(batch)).to(device)
-        z = encode_batch(model, x, cfg.tta_flips).cpu().numpy()
-        values.append(z)
-        keys.extend(batch_keys)
+            return pd.DataFrame(columns=["case_id", "patient_id", *cols])
+        z = encode_batch(model, torch.from_numpy(np.stack(batch)).to(device), cfg.tta_flips).cpu().numpy().astype(np.float64)
+        bad = ~np.isfinite(z).all(axis=1)
+        for i in np.flatnonzero(bad):
+            failures.append((keys[i][0], case_message(keys[i][0], None, "the encoder returned non-finite latent values",
+                                                      "the model diverged; re-run pretrain"), ""))
+        table = pd.DataFrame(z[~bad], columns=cols)
+        kept = [k for k, b in zip(keys, bad) if not b]
+        table.insert(0, "patient_id", [k[1] for k in kept])
+        table.insert(0, "case_id", [k[0] for k in kept])
         batch.clear()
-        batch_keys.clear()
+        keys.clear()
+        return table
 
-    iterator = progress(rows) if progress is not None else rows
-    for row in iterator:
+    def emit():
+        table = flush()
+        out = (table, list(failures))
+        failures.clear()
+        return out
+
+    for row in (progress(rows) if progress is not None else rows):
         case = str(row["case_id"])
         try:
             arr = load(row)
@@ -127,19 +137,27 @@ def extract_latents(rows: list[dict], model: torch.nn.Module, meta: dict, cfg: L
                              str(row["roi_path"])))
             continue
         batch.append(arr)
-        batch_keys.append((case, str(row["patient_id"])))
+        keys.append((case, str(row["patient_id"])))
         if len(batch) >= cfg.batch_size:
-            flush()
-    flush()
-    z = np.concatenate(values).astype(np.float64) if values else np.zeros((0, len(cols)))
-    bad = ~np.isfinite(z).all(axis=1)
-    for i in np.flatnonzero(bad):
-        failures.append((keys[i][0], case_message(keys[i][0], None, "the encoder returned non-finite latent values",
-                                                  "the model diverged; re-run pretrain"), ""))
-    table = pd.DataFrame(z[~bad], columns=cols)
-    kept = [k for k, b in zip(keys, bad) if not b]
-    table.insert(0, "patient_id", [k[1] for k in kept])
-    table.insert(0, "case_id", [k[0] for k in kept])
+            yield emit()
+    if batch or failures:
+        yield emit()
+
+
+def extract_latents(rows: list[dict], model: torch.nn.Module, meta: dict, cfg: LatentConfig,
+                    device: torch.device, progress: Callable | None = None) -> LatentResult:
+    """Latents of every ROI in ``rows`` (rois.parquet records) as one table (:func:`iter_latents`, collected)."""
+    import time
+
+    t0 = time.perf_counter()
+    tables, failures = [], []
+    for table, failed in iter_latents(rows, model, meta, cfg, device, progress):
+        if len(table):
+            tables.append(table)
+        failures.extend(failed)
+    cols = latent_columns(int(meta["latent_dim"]))
+    table = (pd.concat(tables, ignore_index=True) if tables else
+             pd.DataFrame({"case_id": [], "patient_id": [], **{c: pd.Series([], dtype=np.float64) for c in cols}}))
     return LatentResult(table, failures, time.perf_counter() - t0)
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -86,23 +88,161 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["patient_id", "case_id"], kind="mergesort").reset_index(drop=True)
 
 
+#: a Parquet row group holds about this many bytes of values (rows = this / 8 bytes / columns, within limits):
+#: the writer buffers at most one row group, so memory does not grow with the number of lesions
+ROW_GROUP_BYTES = 16 * 2**20
+_ARROW_TYPES = {"text": "string", "float": "float64", "int": "int64"}
+
+
+def column_kinds(df: pd.DataFrame) -> dict[str, str]:
+    """``{column: "text" | "float" | "int"}`` from a frame's dtypes (bool and int -> int; other numbers -> float)."""
+    out = {}
+    for c, dt in df.dtypes.items():
+        if pd.api.types.is_bool_dtype(dt) or pd.api.types.is_integer_dtype(dt):
+            out[str(c)] = "int"
+        elif pd.api.types.is_numeric_dtype(dt):
+            out[str(c)] = "float"
+        else:
+            out[str(c)] = "text"
+    return out
+
+
+def lesion_columns(features) -> dict[str, str]:
+    """Column kinds of a lesion table with these feature columns: the keys, then the features in feature order."""
+    return {**{k: "text" for k in KEYS}, **{c: "float" for c in feature_order(features)}}
+
+
+class TableWriter:
+    """A table written chunk by chunk to ``<name>.parquet`` (row groups) and ``<name>.csv``, atomically.
+
+    ``columns``: ``{name: "text" | "float" | "int"}`` in output order, known before the first row. Each chunk is
+    conformed to it (missing number columns -> NaN, missing text -> ""; an unknown column is an error); at most one row group is held
+    in memory. With ``sort_keys`` the rows must arrive sorted by those columns with no key twice. Both files are
+    renamed into place when the ``with`` block ends cleanly; an exception leaves the previous files as they were.
+    """
+
+    def __init__(self, parquet_path: str | Path, columns: dict[str, str], provenance: dict | None = None,
+                 sort_keys: tuple[str, ...] = ()):
+        import pyarrow as pa
+
+        self.path = Path(parquet_path)
+        self.columns = dict(columns)
+        self.sort_keys = tuple(sort_keys)
+        self.rows = 0
+        self._last_key: tuple | None = None
+        self._buffer: list[pd.DataFrame] = []
+        self._buffered = 0
+        n_values = max(sum(k != "text" for k in self.columns.values()), 1)
+        self.row_group_rows = int(min(max(ROW_GROUP_BYTES // (8 * n_values), 1024), 65536))
+        fields = [pa.field(c, getattr(pa, _ARROW_TYPES[k])()) for c, k in self.columns.items()]
+        empty = pd.DataFrame({c: pd.Series([], dtype=object if k == "text" else np.dtype(_ARROW_TYPES[k]))
+                              for c, k in self.columns.items()})
+        schema = pa.Table.from_pandas(empty, schema=pa.schema(fields), preserve_index=False).schema
+        meta = dict(schema.metadata or {})
+        if provenance is not None:
+            meta[PROVENANCE_KEY] = json.dumps(json_clean(provenance), sort_keys=True, allow_nan=False, default=str).encode()
+        self.schema = schema.with_metadata(meta)
+
+    def __enter__(self) -> "TableWriter":
+        import contextlib
+
+        import pyarrow.parquet as pq
+
+        self._stack = contextlib.ExitStack()
+        try:
+            pq_tmp = self._stack.enter_context(atomic_path(self.path, suffix=".parquet"))
+            csv_tmp = self._stack.enter_context(atomic_path(self.path.with_suffix(".csv"), suffix=".csv"))
+            self._pq = pq.ParquetWriter(pq_tmp, self.schema)
+            self._csv = open(csv_tmp, "w", newline="", encoding="utf-8")
+            self._csv.write(",".join(_csv_field(c) for c in self.columns) + "\n")
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        """Append rows (a DataFrame with some or all of the columns)."""
+        if chunk.empty:
+            return
+        chunk = self._conform(chunk)
+        self._check_order(chunk)
+        chunk.to_csv(self._csv, index=False, header=False, lineterminator="\n")
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        self.rows += len(chunk)
+        if self._buffered >= self.row_group_rows:
+            self._flush()
+
+    def _conform(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        extra = [c for c in chunk.columns if c not in self.columns]
+        if extra:
+            raise ExtractError(f"{self.path.name}: column(s) {extra[:5]} are not in the table's columns")
+        out = chunk.reindex(columns=list(self.columns))
+        for c, kind in self.columns.items():
+            if kind == "text":
+                out[c] = out[c].map(lambda v: "" if v is None or v != v else str(v))  # missing text -> ""
+            elif kind == "float":
+                out[c] = pd.to_numeric(out[c], errors="raise").astype(np.float64)
+            else:
+                out[c] = pd.to_numeric(out[c], errors="raise").astype(np.int64)
+        return out.reset_index(drop=True)
+
+    def _check_order(self, chunk: pd.DataFrame) -> None:
+        if not self.sort_keys:
+            return
+        keys = list(chunk[list(self.sort_keys)].itertuples(index=False, name=None))
+        seq = ([self._last_key] if self._last_key is not None else []) + keys
+        for a, b in zip(seq[:-1], seq[1:]):
+            if not a < b:
+                what = "appears twice" if a == b else "is out of order"
+                raise ExtractError(f"{self.path.name}: row {b} {what} (rows must be sorted by {list(self.sort_keys)}, one per key)")
+        self._last_key = keys[-1]
+
+    def _flush(self, final: bool = False) -> None:
+        """Write whole row groups from the buffer (and the remainder too when ``final``): row groups do not depend
+        on how the caller cut the chunks, so the same rows give the same file."""
+        import pyarrow as pa
+
+        if not self._buffer:
+            return
+        df = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+        n = len(df) if final else len(df) // self.row_group_rows * self.row_group_rows
+        if n:
+            table = pa.Table.from_pandas(df.iloc[:n], schema=self.schema, preserve_index=False)
+            self._pq.write_table(table.replace_schema_metadata(self.schema.metadata), row_group_size=self.row_group_rows)
+        rest = df.iloc[n:].reset_index(drop=True)
+        self._buffer, self._buffered = ([rest] if len(rest) else []), len(rest)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self._flush(final=True)
+            self._pq.close()
+            self._csv.close()
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())
+            raise
+        return bool(self._stack.__exit__(exc_type, exc, tb))
+
+
+def _csv_field(name: str) -> str:
+    return f'"{name}"' if any(ch in name for ch in ',"\n') else name
+
+
 def write_table(df: pd.DataFrame, parquet_path: str | Path, provenance: dict | None = None) -> tuple[Path, Path]:
     """Write ``df`` (already canonical) to ``<name>.parquet`` and ``<name>.csv`` atomically; returns both paths."""
-    import pyarrow as pa
+    with TableWriter(parquet_path, column_kinds(df), provenance) as w:
+        w.write(df)
+    return w.path, w.path.with_suffix(".csv")
+
+
+def iter_table(parquet_path: str | Path, rows: int = 4096) -> Iterator[pd.DataFrame]:
+    """A Parquet table back as DataFrames of at most ``rows`` rows, in file order."""
     import pyarrow.parquet as pq
 
-    parquet_path = Path(parquet_path)
-    csv_path = parquet_path.with_suffix(".csv")
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    if provenance is not None:
-        meta[PROVENANCE_KEY] = json.dumps(json_clean(provenance), sort_keys=True, allow_nan=False, default=str).encode()
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(parquet_path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
-    with atomic_path(csv_path, suffix=".csv") as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n")
-    return parquet_path, csv_path
+    with pq.ParquetFile(parquet_path) as f:
+        for batch in f.iter_batches(batch_size=rows):
+            yield batch.to_pandas()
 
 
 def read_provenance(parquet_path: str | Path) -> dict:
@@ -150,6 +290,27 @@ def aggregate_patients(df: pd.DataFrame, volume_ml: pd.Series, how: str) -> pd.D
     for c in feats:
         out[c] = out[c].astype(np.float64)
     return out
+
+
+def aggregate_patient_chunks(chunks: Iterable[pd.DataFrame], volume_ml: pd.Series, how: str) -> Iterator[pd.DataFrame]:
+    """:func:`aggregate_patients` over a lesion table read in chunks (rows sorted by patient_id, as written).
+
+    A patient whose lesions straddle two chunks is held back until the next chunk, so each patient is aggregated
+    once from all of their lesions and only one chunk (plus one patient) is in memory.
+    """
+    carry: pd.DataFrame | None = None
+    for chunk in chunks:
+        if carry is not None and len(carry):
+            chunk = pd.concat([carry, chunk], ignore_index=True)
+        if chunk.empty:
+            continue
+        last = chunk["patient_id"].iloc[-1]
+        tail = (chunk["patient_id"] == last).to_numpy()
+        carry = chunk[tail]
+        if (~tail).any():
+            yield aggregate_patients(chunk[~tail], volume_ml, how)
+    if carry is not None and len(carry):
+        yield aggregate_patients(carry, volume_ml, how)
 
 
 def write_patient_table(df: pd.DataFrame, parquet_path: str | Path, provenance: dict | None = None) -> tuple[Path, Path]:

@@ -99,19 +99,17 @@ def _partial_path(folder: Path, case_id: str) -> Path:
     return folder / f"{safe}-{hashlib.sha256(case_id.encode()).hexdigest()[:10]}.json"
 
 
-def load_partials(folder: Path, tasks: list[hc.LesionTask]) -> dict[str, dict]:
-    """Results already on disk whose key matches the task's (same settings and inputs)."""
-    done = {}
-    for t in tasks:
-        p = _partial_path(folder, t.case_id)
-        try:
-            res = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if res.get("key") == t.key and res.get("case_id") == t.case_id and isinstance(res.get("features"), dict):
-            res["features"] = {k: (float("nan") if v is None else float(v)) for k, v in res["features"].items()}
-            done[t.case_id] = res
-    return done
+def read_partial(folder: Path, task: hc.LesionTask) -> dict | None:
+    """The result on disk for ``task`` if its key matches (same settings and inputs), else None."""
+    try:
+        res = json.loads(_partial_path(folder, task.case_id).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(res, dict) and res.get("key") == task.key and res.get("case_id") == task.case_id
+            and isinstance(res.get("features"), dict)):
+        return None
+    res["features"] = {k: (float("nan") if v is None else float(v)) for k, v in res["features"].items()}
+    return res
 
 
 def save_partial(folder: Path, res: dict) -> None:
@@ -120,17 +118,67 @@ def save_partial(folder: Path, res: dict) -> None:
     atomic_write_text(_partial_path(folder, res["case_id"]), json.dumps(tbl.json_clean(payload), sort_keys=True))
 
 
-def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, dict]:
+#: lesion rows handed to the table writers at a time (the writers hold at most one Parquet row group)
+CHUNK_ROWS = 512
+#: ``lesion_provenance.parquet``: one row per lesion and feature table, what each row of that table came from
+LESION_PROVENANCE_COLUMNS = {c: "text" for c in (
+    "table", "case_id", "patient_id", "modality", "preprocess_key", "source_image_sha256", "source_mask_sha256",
+    "input_image_sha256", "input_mask_sha256", "diagnostics")}
+LESION_PROVENANCE_KEYS = ("table", "patient_id", "case_id")
+
+
+def _chunks(items, n: int = CHUNK_ROWS):
+    buf = []
+    for item in items:
+        buf.append(item)
+        if len(buf) >= n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+class _Sources:
+    """Per-case facts from the stage's inputs that provenance rows need: modality, preprocess key, source hashes."""
+
+    def __init__(self, rois: pd.DataFrame, cases: pd.DataFrame):
+        def col(df, name):
+            return dict(zip(df["case_id"], map(_text, df[name]))) if name in df else {}
+
+        self.modality, self.pkey = col(rois, "modality"), col(rois, "preprocess_key")
+        self.image, self.mask = col(cases, "image_sha256"), col(cases, "mask_sha256")
+
+    def row(self, table: str, case: str, patient: str, **extra) -> dict:
+        return {"table": table, "case_id": case, "patient_id": patient, "modality": self.modality.get(case, ""),
+                "preprocess_key": self.pkey.get(case, ""), "source_image_sha256": self.image.get(case, ""),
+                "source_mask_sha256": self.mask.get(case, ""), **extra}
+
+
+def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Path, common: dict,
+                  lesion_rows: tbl.TableWriter) -> dict:
+    """PyRadiomics for every lesion (or its partial result read back), then ``radiomics.parquet`` streamed from the
+    partial files in table order: only the lesions' keys and column names are held in memory."""
     ecfg = ctx.cfg.extract
     rcfg = ecfg.radiomics
     specs = hc.specs_for_modalities(rois["modality"].astype(str).unique(), params_path=rcfg.params, grid=rcfg.grid,
                                     image_types=rcfg.image_types, spacing_mm=ctx.cfg.preprocess.spacing_mm)
-    tasks = radiomics_tasks(rois, cases, rcfg.grid, specs)
+    tasks = sorted(radiomics_tasks(rois, cases, rcfg.grid, specs), key=lambda t: (t.patient_id, t.case_id))
+    by_id = {t.case_id: t for t in tasks}
     partial = out / "partial" / "radiomics"
     if ctx.force and partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    done = load_partials(partial, tasks)
+    done: set[str] = set()
+    by_mod: dict[str, set] = {}
+
+    def note(task: hc.LesionTask, res: dict) -> None:
+        done.add(task.case_id)
+        by_mod.setdefault(task.modality, set()).update(res["features"])
+
+    for t in tasks:
+        res = read_partial(partial, t)
+        if res is not None:
+            note(t, res)
     todo = [t for t in tasks if t.case_id not in done]
     if done:
         logger.info("extract: %d of %d lesions' PyRadiomics features read back from %s", len(done), len(tasks), partial)
@@ -145,7 +193,7 @@ def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out:
             failed += 1
             continue
         save_partial(partial, res)
-        done[res["case_id"]] = res
+        note(by_id[res["case_id"]], res)
     seconds = time.perf_counter() - t0
     summary = {"lesions": len(tasks), "extracted": len(todo) - failed, "reused": len(tasks) - len(todo), "failed": failed,
                "seconds": round(seconds, 3), "lesions_per_s": round((len(todo) - failed) / seconds, 3) if todo and seconds > 0 else None,
@@ -153,33 +201,12 @@ def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out:
                "grid": rcfg.grid}
     if not done:
         raise ExtractError(f"extract: PyRadiomics failed for all {len(tasks)} lesions; see {ctx.stage_dir() / 'failures.csv'}")
-    order = [t for t in tasks if t.case_id in done]
-    rows = [{"case_id": t.case_id, "patient_id": t.patient_id, **done[t.case_id]["features"]} for t in order]
-    table = tbl.canonical(pd.DataFrame(rows))
-    feats = [c for c in table.columns if c not in tbl.KEYS]
-    by_mod: dict[str, set] = {}
-    for t in order:
-        by_mod.setdefault(t.modality, set()).update(done[t.case_id]["features"])
-    not_computed = {m: sorted(set(feats) - cols) for m, cols in by_mod.items() if set(feats) - cols}
+    columns = tbl.lesion_columns(set().union(*by_mod.values()))
+    feats = [c for c in columns if c not in tbl.KEYS]
+    not_computed = {m: sorted(set(feats) - cols) for m, cols in sorted(by_mod.items()) if set(feats) - cols}
     for m, cols in not_computed.items():
         logger.warning("extract: %d PyRadiomics columns are not computed for %s lesions (their parameter file differs); "
                        "they are empty for those rows", len(cols), m)
-    for t in order:
-        nan = done[t.case_id].get("nan_features") or []
-        if nan:
-            ctx.fail(t.case_id, case_message(t.case_id, None, f"PyRadiomics returned NaN for {len(nan)} feature(s) "
-                                             f"({', '.join(nan[:5])}{', ...' if len(nan) > 5 else ''}); kept as NaN in radiomics.parquet",
-                                             "check the ROI size and the parameter file"), t.mask)
-    src = cases.set_index("case_id")
-    lesions = {}
-    for t in order:
-        res = done[t.case_id]
-        entry = {"modality": t.modality, "input_image_sha256": res["input_sha256"].get("image"),
-                 "input_mask_sha256": res["input_sha256"].get("mask"), "diagnostics": res.get("diagnostics", {})}
-        if t.case_id in src.index:
-            entry.update(source_image_sha256=_text(src.at[t.case_id, "image_sha256"]) if "image_sha256" in src else "",
-                         source_mask_sha256=_text(src.at[t.case_id, "mask_sha256"]) if "mask_sha256" in src else "")
-        lesions[t.case_id] = entry
     prov = {
         "table": "radiomics",
         "grid": rcfg.grid,
@@ -187,11 +214,32 @@ def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out:
         "parameters": {m: {"file": Path(s.source).name, "sha256": s.source_sha256, "key": s.key, "params": s.params}
                        for m, s in specs.items()},
         "columns_not_computed": not_computed,
-        "n_lesions": len(table), "n_failed": failed,
-        "lesions": lesions,
+        "lesion_provenance": "lesion_provenance.parquet",
     }
-    prov_paths = {m: s.source for m, s in specs.items()}
-    return table, {"provenance": prov, "summary": summary, "specs": specs, "params_paths": prov_paths}
+    src = _Sources(rois, cases)
+    with tbl.TableWriter(out / "radiomics.parquet", columns, {**common, **prov}, sort_keys=("patient_id", "case_id")) as w:
+        for chunk in _chunks(t for t in tasks if t.case_id in done):
+            rows, prov_rows = [], []
+            for t in chunk:
+                res = read_partial(partial, t)
+                if res is None:
+                    raise ExtractError(case_message(t.case_id, _partial_path(partial, t.case_id),
+                                                    "the lesion's PyRadiomics result changed or vanished while the table was written",
+                                                    "run extract again (one extract per run folder at a time)"))
+                nan = res.get("nan_features") or []
+                if nan:
+                    ctx.fail(t.case_id, case_message(t.case_id, None, f"PyRadiomics returned NaN for {len(nan)} feature(s) "
+                                                     f"({', '.join(nan[:5])}{', ...' if len(nan) > 5 else ''}); kept as NaN in radiomics.parquet",
+                                                     "check the ROI size and the parameter file"), t.mask)
+                rows.append({"case_id": t.case_id, "patient_id": t.patient_id, **res["features"]})
+                prov_rows.append(src.row("radiomics", t.case_id, t.patient_id, modality=t.modality,
+                                         input_image_sha256=_text(res["input_sha256"].get("image")),
+                                         input_mask_sha256=_text(res["input_sha256"].get("mask")),
+                                         diagnostics=json.dumps(tbl.json_clean(res.get("diagnostics") or {}), sort_keys=True)))
+            w.write(pd.DataFrame(rows))
+            lesion_rows.write(pd.DataFrame(prov_rows))
+    return {"provenance": {**prov, "n_lesions": w.rows, "n_failed": failed}, "summary": summary, "specs": specs,
+            "params_paths": {m: s.source for m, s in specs.items()}, "columns": list(columns)}
 
 
 def hc_map(tasks, specs, executor, n_jobs, address, quiet):
@@ -203,30 +251,21 @@ def hc_map(tasks, specs, executor, n_jobs, address, quiet):
 
 
 # ----------------------------------------------------------------------------- latent
-def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def _records(df: pd.DataFrame, n: int = CHUNK_ROWS):
+    """``df``'s rows as dicts, a slice at a time (not a list of all of them)."""
+    for start in range(0, len(df), n):
+        yield from df.iloc[start:start + n].to_dict("records")
+
+
+def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Path, common: dict,
+               lesion_rows: tbl.TableWriter) -> dict:
+    """Encoder latents batch by batch in table order, each batch appended to ``latent.parquet`` as it comes."""
     from radae.features import latent as lat
 
     lcfg = ctx.cfg.extract.latent
     model, meta, device = lat.load_model(ctx.run_dir, lcfg)
-    rows = rois.to_dict("records")
-    res = lat.extract_latents(rows, model, meta, lcfg, device,
-                              progress=lambda it: progress_iter(it, total=len(rows), desc="latents", quiet=ctx.quiet))
-    for case, msg, file in res.failures:
-        if ctx.cfg.extract.on_error == "raise":
-            raise ExtractError(msg)
-        ctx.fail(case, msg, file)
-    if res.table.empty:
-        raise ExtractError(f"extract: no latent features for any of {len(rows)} lesions; see {ctx.stage_dir() / 'failures.csv'}")
-    table = tbl.canonical(res.table)
-    src = cases.set_index("case_id")
-    pkey = rois.set_index("case_id")["preprocess_key"] if "preprocess_key" in rois else pd.Series(dtype=str)
-    lesions = {}
-    for case in table["case_id"]:
-        lesions[case] = {
-            "preprocess_key": _text(pkey.get(case)),
-            "source_image_sha256": _text(src.at[case, "image_sha256"]) if case in src.index and "image_sha256" in src else "",
-            "source_mask_sha256": _text(src.at[case, "mask_sha256"]) if case in src.index and "mask_sha256" in src else "",
-        }
+    ordered = rois.sort_values(tbl.KEYS, kind="mergesort")
+    columns = tbl.lesion_columns(lat.latent_columns(int(meta["latent_dim"])))
     prov = {
         "table": "latent",
         "checkpoint_sha256": meta["sha256"],
@@ -234,13 +273,29 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame) -> tupl
         "model": {k: meta[k] for k in ("kind", "latent_dim", "in_channels", "step", "config_hash", "n_params")}
         | {"roi_size_zyx": list(meta["roi_size_zyx"])},
         "inference": {"device": device.type, "batch_size": lcfg.batch_size, "tta_flips": lcfg.tta_flips},
-        "n_lesions": len(table), "n_failed": len(res.failures),
-        "lesions": lesions,
+        "lesion_provenance": "lesion_provenance.parquet",
     }
-    n_ok = len(table)
-    summary = {"lesions": len(rows), "extracted": n_ok, "failed": len(res.failures), "seconds": round(res.seconds, 3),
-               "lesions_per_s": round(n_ok / res.seconds, 3) if res.seconds > 0 else None, "device": device.type}
-    return table, {"provenance": prov, "summary": summary, "meta": meta}
+    src = _Sources(rois, cases)
+    failed = 0
+    t0 = time.perf_counter()
+    rows = progress_iter(_records(ordered), total=len(ordered), desc="latents", quiet=ctx.quiet)
+    with tbl.TableWriter(out / "latent.parquet", columns, {**common, **prov}, sort_keys=("patient_id", "case_id")) as w:
+        for table, failures in lat.iter_latents(rows, model, meta, lcfg, device):
+            for case, msg, file in failures:
+                if ctx.cfg.extract.on_error == "raise":
+                    raise ExtractError(msg)
+                ctx.fail(case, msg, file)
+                failed += 1
+            w.write(table)
+            lesion_rows.write(pd.DataFrame([src.row("latent", c, p) for c, p in zip(table["case_id"], table["patient_id"])],
+                                           columns=list(LESION_PROVENANCE_COLUMNS)))
+        if w.rows == 0:
+            raise ExtractError(f"extract: no latent features for any of {len(ordered)} lesions; see {ctx.stage_dir() / 'failures.csv'}")
+    seconds = time.perf_counter() - t0
+    summary = {"lesions": len(ordered), "extracted": w.rows, "failed": failed, "seconds": round(seconds, 3),
+               "lesions_per_s": round(w.rows / seconds, 3) if seconds > 0 else None, "device": device.type}
+    return {"provenance": {**prov, "n_lesions": w.rows, "n_failed": failed}, "summary": summary, "meta": meta,
+            "columns": list(columns)}
 
 
 # ----------------------------------------------------------------------------- stage
@@ -289,6 +344,10 @@ def run(ctx: RunContext) -> None:
                            "'extract' from stages")
     out = ctx.stage_dir()
     rois = _read(ctx.run_dir / "preprocess" / "rois.parquet", "ROI index")
+    dup = rois["case_id"].duplicated()
+    if dup.any():
+        raise ExtractError(case_message(rois["case_id"][dup].iloc[0], ctx.run_dir / "preprocess" / "rois.parquet",
+                                        "appears twice in the ROI index (one row per lesion)", "rerun preprocess with --force"))
     cases = _read(ctx.run_dir / "ingest" / "cases.parquet", "case table")
     common = _common_provenance(ctx)
     summary: dict = {"aggregate": ecfg.aggregate}
@@ -297,45 +356,52 @@ def run(ctx: RunContext) -> None:
     volume = rois.set_index("case_id")["lesion_volume_ml"] if "lesion_volume_ml" in rois else pd.Series(dtype=float)
     dictionary_parts = []
 
-    def write(name: str, table: pd.DataFrame, prov: dict) -> None:
-        tbl.write_table(table, out / f"{name}.parquet", {**common, **prov})
+    def patients(name: str, columns: list[str]) -> None:
         if ecfg.aggregate == "all":
             _remove(out, f"{name}_patient")
+            return
+        feats = [c for c in columns if c not in tbl.KEYS]
+        pcols = {"patient_id": "text", "n_lesions": "int", "case_ids": "text", **{c: "float" for c in feats}}
+        with tbl.TableWriter(out / f"{name}_patient.parquet", pcols, sort_keys=("patient_id",),
+                             provenance={**common, "table": f"{name}_patient", "aggregate": ecfg.aggregate,
+                                         "from": f"{name}.parquet"}) as w:
+            for chunk in tbl.aggregate_patient_chunks(tbl.iter_table(out / f"{name}.parquet"), volume, ecfg.aggregate):
+                w.write(chunk)
+
+    with tbl.TableWriter(out / "lesion_provenance.parquet", LESION_PROVENANCE_COLUMNS, {**common, "table": "lesion_provenance"},
+                         sort_keys=LESION_PROVENANCE_KEYS) as lesion_rows:
+        if ecfg.latent.enabled:
+            info = run_latent(ctx, rois, cases, out, common, lesion_rows)
+            patients("latent", info["columns"])
+            summary["latent"] = info["summary"]
+            sidecar["checkpoint_sha256"] = info["meta"]["sha256"]
+            sidecar["latent"] = {"checkpoint": info["meta"]["path"], "checkpoint_sha256": info["meta"]["sha256"],
+                                 "model_kind": info["meta"]["kind"], "latent_dim": info["meta"]["latent_dim"],
+                                 "tta_flips": ecfg.latent.tta_flips, "device": info["summary"]["device"],
+                                 "lesions": info["summary"]["extracted"], "failed": info["summary"]["failed"]}
+            sidecar["tables"]["latent"] = info["provenance"]
+            dictionary_parts.append(dct.data_dictionary(latent_columns=info["columns"], latent_meta=info["meta"]))
         else:
-            pt = tbl.aggregate_patients(table, volume, ecfg.aggregate)
-            tbl.write_patient_table(pt, out / f"{name}_patient.parquet",
-                                    {**common, "table": f"{name}_patient", "aggregate": ecfg.aggregate, "from": f"{name}.parquet"})
+            _remove(out, "latent", "latent_patient")
 
-    if ecfg.latent.enabled:
-        table, info = run_latent(ctx, rois, cases)
-        write("latent", table, info["provenance"])
-        summary["latent"] = info["summary"]
-        sidecar["checkpoint_sha256"] = info["meta"]["sha256"]
-        sidecar["latent"] = {"checkpoint": info["meta"]["path"], "checkpoint_sha256": info["meta"]["sha256"],
-                             "model_kind": info["meta"]["kind"], "latent_dim": info["meta"]["latent_dim"],
-                             "tta_flips": ecfg.latent.tta_flips, "device": info["summary"]["device"],
-                             "lesions": len(table), "failed": info["summary"]["failed"]}
-        sidecar["tables"]["latent"] = info["provenance"]
-        dictionary_parts.append(dct.data_dictionary(latent_columns=list(table.columns), latent_meta=info["meta"]))
-    else:
-        _remove(out, "latent", "latent_patient")
-
-    if ecfg.radiomics.enabled:
-        table, info = run_radiomics(ctx, rois, cases, out)
-        write("radiomics", table, info["provenance"])
-        summary["radiomics"] = info["summary"]
-        sidecar["radiomics"] = {"grid": ecfg.radiomics.grid, "pyradiomics": hc.pyradiomics_version(),
-                                "image_types": ", ".join(sorted({t for s in info["specs"].values() for t in s.image_types})),
-                                "parameter_files": ", ".join(f"{m}: {p}" for m, p in sorted(info["params_paths"].items())),
-                                "executor": info["summary"]["executor"], "n_jobs": ecfg.n_jobs,
-                                "lesions": len(table), "failed": info["summary"]["failed"]}
-        sidecar["tables"]["radiomics"] = info["provenance"]
-        dictionary_parts.append(dct.data_dictionary(radiomics_columns=list(table.columns), unit=_unit_text(info["specs"]),
-                                                    wavelet=_wavelet_name(info["specs"])))
-        _copy_ibsi(out)
-    else:
-        _remove(out, "radiomics", "radiomics_patient")
-        (out / "ibsi_compliance.csv").unlink(missing_ok=True)
+        if ecfg.radiomics.enabled:
+            info = run_radiomics(ctx, rois, cases, out, common, lesion_rows)
+            patients("radiomics", info["columns"])
+            summary["radiomics"] = info["summary"]
+            sidecar["radiomics"] = {"grid": ecfg.radiomics.grid, "pyradiomics": hc.pyradiomics_version(),
+                                    "image_types": ", ".join(sorted({t for s in info["specs"].values() for t in s.image_types})),
+                                    "parameter_files": ", ".join(f"{m}: {p}" for m, p in sorted(info["params_paths"].items())),
+                                    "executor": info["summary"]["executor"], "n_jobs": ecfg.n_jobs,
+                                    "lesions": info["provenance"]["n_lesions"], "failed": info["summary"]["failed"]}
+            sidecar["tables"]["radiomics"] = info["provenance"]
+            dictionary_parts.append(dct.data_dictionary(radiomics_columns=info["columns"], unit=_unit_text(info["specs"]),
+                                                        wavelet=_wavelet_name(info["specs"])))
+            _copy_ibsi(out)
+        else:
+            _remove(out, "radiomics", "radiomics_patient")
+            (out / "ibsi_compliance.csv").unlink(missing_ok=True)
+    sidecar["lesion_provenance"] = {"file": "lesion_provenance.parquet", "rows": lesion_rows.rows,
+                                    "columns": list(LESION_PROVENANCE_COLUMNS)}
 
     dic = pd.concat(dictionary_parts, ignore_index=True)
     atomic_write_text(out / "data_dictionary.csv", dic.to_csv(index=False, lineterminator="\n"))

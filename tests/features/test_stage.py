@@ -11,6 +11,7 @@ import pytest
 
 from radae.errors import ExtractError
 from radae.features.table import read_provenance
+from radae.stages.extract import LESION_PROVENANCE_COLUMNS
 from radae.runner import run_pipeline
 
 from .conftest import make_run, pipeline
@@ -42,8 +43,16 @@ def test_stage_writes_tables_dictionary_provenance(tiny_run):
     assert set(dic["family"]) == {"latent", "shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"}
     prov = read_provenance(out / "radiomics.parquet")
     assert prov["grid"] == "resampled" and prov["versions"]["pyradiomics"] == "3.0.1"
-    lesion = prov["lesions"][cases["case_id"][0]]
+    assert "lesions" not in prov and prov["lesion_provenance"] == "lesion_provenance.parquet"  # per lesion: a table
+    lp = pd.read_parquet(out / "lesion_provenance.parquet")
+    assert list(lp.columns) == list(LESION_PROVENANCE_COLUMNS)
+    assert lp["table"].tolist() == ["latent"] * 5 + ["radiomics"] * 5
+    assert lp.groupby("table")["case_id"].apply(list).tolist() == [sorted(cases["case_id"])] * 2
+    lesion = lp.set_index(["table", "case_id"]).loc[("radiomics", cases["case_id"][0])]
     assert lesion["source_image_sha256"] == "img0" and len(lesion["input_mask_sha256"]) == 64
+    assert json.loads(lesion["diagnostics"])["Mask-original_VoxelNum"] > 0
+    assert (lp["preprocess_key"].str.len() > 0).all() and (lp.loc[lp["table"] == "latent", "diagnostics"] == "").all()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "lesion_provenance.csv", dtype=str, keep_default_na=False), lp)
     assert prov["parameters"]["CT"]["file"] == "ct.yaml"
     lprov = read_provenance(out / "latent.parquet")
     from radae.hashing import file_sha256
@@ -163,9 +172,10 @@ def test_original_grid_uses_pyradiomics_resampling(tiny_run):
     assert prov["grid"] == "original"
     assert prov["parameters"]["CT"]["params"]["setting"]["resampledPixelSpacing"] == [1.5, 1.5, 1.5]
     case = cases["case_id"][0]
-    diag = prov["lesions"][case]["diagnostics"]
+    lesion = pd.read_parquet(out / "lesion_provenance.parquet").set_index(["table", "case_id"]).loc[("radiomics", case)]
+    diag = json.loads(lesion["diagnostics"])
     assert diag["Image-original_Spacing"] == [1.5, 1.5, 3.0] and diag["Image-interpolated_Spacing"] == [1.5, 1.5, 1.5]
-    assert prov["lesions"][case]["input_image_sha256"] == "img0"  # ingest's hash of the original file
+    assert lesion["input_image_sha256"] == "img0"  # ingest's hash of the original file
     # the object is the same size on both grids (within the z resolution of the original scan)
     rad_resampled = pd.DataFrame({"v": [float(np.load(r["roi_path"])["mask"].sum()) * 1.5**3 for _, r in rois.iterrows()]},
                                  index=rois["case_id"])

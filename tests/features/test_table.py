@@ -56,11 +56,13 @@ def test_failed_write_leaves_previous_table(tmp_path, monkeypatch):
     path, _ = tbl.write_table(df, tmp_path / "t.parquet")
     before = path.read_bytes()
 
-    def crash(table, where, **kw):  # half a file, then the disk is full
-        open(where, "wb").write(b"PAR1 partial")
+    real = pq.ParquetWriter.write_table
+
+    def crash(self, table, **kw):  # half a file, then the disk is full
+        real(self, table, **kw)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pq, "write_table", crash)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", crash)
     with pytest.raises(RadaeError, match="earlier outputs are unchanged"):
         tbl.write_table(df.assign(latent_000=2.0), tmp_path / "t.parquet")
     assert path.read_bytes() == before
@@ -81,6 +83,70 @@ def test_aggregate_patients_largest_and_weighted_mean():
     assert mean["n_lesions"].tolist() == [2, 1] and mean["case_ids"].iloc[0] == "a1;a2"
     with pytest.raises(ExtractError, match="no lesion volume"):
         tbl.aggregate_patients(df, vol.drop("a2"), "largest")
+
+
+def _lesions(n: int, n_feat: int = 3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(rng.standard_normal((n, n_feat)), columns=[f"latent_{i:03d}" for i in range(n_feat)])
+    df.iloc[::7, 1] = np.nan
+    df.insert(0, "patient_id", [f"P{i // 3:05d}" for i in range(n)])  # three lesions per patient
+    df.insert(0, "case_id", [f"C{i:06d}" for i in range(n)])
+    return df
+
+
+def test_streamed_table_equals_table_written_whole(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(tbl, "ROW_GROUP_BYTES", 8 * 3 * 1024)  # 1,024 rows a row group
+    df = tbl.canonical(_lesions(2500))
+    whole_pq, whole_csv = tbl.write_table(df, tmp_path / "whole.parquet", {"k": 1})
+    with tbl.TableWriter(tmp_path / "streamed.parquet", tbl.lesion_columns(df.columns[2:]), {"k": 1},
+                         sort_keys=("patient_id", "case_id")) as w:
+        for start in range(0, len(df), 97):  # uneven chunks: row groups are cut by the writer, not by the caller
+            w.write(df.iloc[start:start + 97])
+    assert w.rows == 2500
+    streamed = pd.read_parquet(tmp_path / "streamed.parquet")
+    pd.testing.assert_frame_equal(streamed, df)
+    assert (tmp_path / "streamed.csv").read_bytes() == whole_csv.read_bytes()
+    meta = pq.ParquetFile(tmp_path / "streamed.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [1024, 1024, 452]
+    assert tbl.read_provenance(tmp_path / "streamed.parquet") == {"k": 1}
+    assert list(tbl.iter_table(tmp_path / "streamed.parquet", rows=1000))[-1]["case_id"].iloc[-1] == "C002499"
+
+
+def test_streamed_table_conforms_columns_and_refuses_bad_order(tmp_path):
+    cols = tbl.lesion_columns(["latent_001", "latent_000"])
+    assert list(cols) == ["case_id", "patient_id", "latent_000", "latent_001"]
+    with tbl.TableWriter(tmp_path / "t.parquet", cols, sort_keys=("patient_id", "case_id")) as w:
+        w.write(pd.DataFrame({"case_id": ["a"], "patient_id": ["p"], "latent_001": ["2.5"]}))  # a column missing
+    got = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(got.columns) == list(cols) and np.isnan(got["latent_000"][0]) and got["latent_001"][0] == 2.5
+    before = (tmp_path / "t.parquet").read_bytes()
+    for rows, match in (([("b", "q"), ("a", "p")], "out of order"), ([("a", "p"), ("a", "p")], "appears twice")):
+        with pytest.raises(ExtractError, match=match):
+            with tbl.TableWriter(tmp_path / "t.parquet", cols, sort_keys=("patient_id", "case_id")) as w:
+                for case, patient in rows:  # one row per chunk: the order is checked across chunks too
+                    w.write(pd.DataFrame({"case_id": [case], "patient_id": [patient], "latent_000": [1.0]}))
+        assert (tmp_path / "t.parquet").read_bytes() == before  # the failed table never replaced the good one
+    with pytest.raises(ExtractError, match="not in the table"):
+        with tbl.TableWriter(tmp_path / "t.parquet", cols) as w:
+            w.write(pd.DataFrame({"case_id": ["a"], "patient_id": ["p"], "latent_999": [1.0]}))
+    with tbl.TableWriter(tmp_path / "empty.parquet", cols):
+        pass
+    empty = pd.read_parquet(tmp_path / "empty.parquet")
+    assert list(empty.columns) == list(cols) and len(empty) == 0 and empty["latent_000"].dtype == np.float64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.csv", "empty.parquet", "t.csv", "t.parquet"]
+
+
+@pytest.mark.parametrize("how", ["largest", "volume_weighted_mean"])
+def test_patient_aggregation_in_chunks_equals_whole(how):
+    df = tbl.canonical(_lesions(301))
+    vol = pd.Series(np.random.default_rng(1).uniform(0.5, 9.0, len(df)), index=df["case_id"])
+    whole = tbl.aggregate_patients(df, vol, how)
+    for size in (1, 2, 3, 50, 1000):  # chunk edges inside and between patients
+        chunks = (df.iloc[i:i + size] for i in range(0, len(df), size))
+        got = pd.concat(list(tbl.aggregate_patient_chunks(chunks, vol, how)), ignore_index=True)
+        pd.testing.assert_frame_equal(got, whole)
 
 
 def test_dictionary_covers_every_pyradiomics_feature():

@@ -102,20 +102,19 @@ def test_unwritable_stage_output_is_one_clear_error_and_earlier_outputs_survive(
     ext = cfg.run_dir / "extract"
     before = {f.name: f.read_bytes() for f in ext.iterdir() if f.is_file()}
 
-    real = pq.write_table
+    real = pq.ParquetWriter.write_table
 
-    def disk_full(table, where, **kw):
-        with open(where, "wb") as fh:
-            fh.write(b"PAR1 half a table")
+    def disk_full(self, table, **kw):  # a row group reaches the temp file, then the disk is full
+        real(self, table, **kw)
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(pq, "write_table", disk_full)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
     cfg2 = tiny_config(tmp_path / "runs", "extract.latent.tta_flips=true")  # a change, so extract re-runs
     with pytest.raises(RadaeError) as e:
         run_pipeline(cfg2, stages=["extract"], quiet=True)
     msg = str(e.value)
     assert "\n" not in msg and os.strerror(err) in msg and "->" in msg
-    monkeypatch.setattr(pq, "write_table", real)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", real)
     after = {f.name: f.read_bytes() for f in ext.iterdir() if f.is_file()}
     for name in ("latent.parquet", "latent.csv", "radiomics.parquet", "radiomics.csv", "data_dictionary.csv"):
         assert after[name] == before[name], name
