@@ -93,11 +93,11 @@ def rows_for(name: str, r: dict) -> list[tuple[str, str, str, bool | None]]:
                     r["changed_only_benchmark_report"]))
     elif name == "scale":
         small, large = r["results"][0], r["results"][-1]
-        out.append((f"peak RSS {large['rows']:,} / {small['rows']:,} lesion tables", f"{r['peak_ratio']:.2f}x", "flat (<= 1.5x)",
-                    r["peak_ratio"] <= 1.5))
-        out.append((f"peak RSS at {large['rows']:,} lesions", f"{large['peak_rss_bytes'] / 2**20:,.0f} MiB", "<= 2 GiB",
+        out.append((f"extract stage peak RSS {large['rows']:,} / {small['rows']:,} lesions", f"{r['peak_ratio']:.2f}x",
+                    "flat (<= 1.5x)", r["peak_ratio"] <= 1.5))
+        out.append((f"extract stage peak RSS at {large['rows']:,} lesions", f"{large['peak_rss_bytes'] / 2**20:,.0f} MiB", "<= 2 GiB",
                     large["peak_rss_bytes"] <= 2 * GiB))
-        out.append(("feature tables streamed?", "no" if not r["streamed"] else "yes", "-", None))
+        out.append(("extract stage marginal memory", f"{r['marginal_bytes_per_lesion'] / 1024:,.1f} KiB/lesion", "-", None))
     elif name == "preprocess":
         out.append((f"preprocess serial volumes/s ({r['volumes']} STS MR)", f"{r['serial']['volumes_per_s']:.2f}", "-", None))
         v = r["speedup"]

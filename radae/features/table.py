@@ -1,11 +1,13 @@
 """Feature tables on disk: deterministic column and row order, atomic Parquet + CSV twins, provenance, aggregation.
 
 A lesion table has one row per lesion: ``case_id, patient_id`` first, then the features in a fixed order
-(:func:`feature_order`), rows sorted by ``(patient_id, case_id)``. It is written as Parquet and as a CSV twin, each
-through :func:`radae.fsutil.atomic_path` (temp file + rename), so a crash never leaves a half-written table.
+(:func:`feature_order`), rows sorted by ``(patient_id, case_id)``. It is written as Parquet and as a CSV twin by
+:class:`TableWriter`, chunk by chunk (one row group in memory at a time), each file through
+:func:`radae.fsutil.atomic_path` (temp file + rename), so a crash never leaves a half-written table.
 
 Provenance travels with the data: the Parquet schema metadata key ``radae.provenance`` holds the table's provenance
-(versions, config hashes, checkpoint sha256, per-lesion input hashes) as JSON. The creation date goes only into the
+(versions, config hashes, checkpoint sha256, parameter files) as JSON; per-lesion hashes are rows of their own
+table (``lesion_provenance``), not metadata, so the footer does not grow with the cohort. The creation date goes only into the
 sidecar ``provenance.json`` so that identical inputs give byte-identical tables.
 
 Patient-level tables (``extract.aggregate``): ``largest`` keeps each patient's largest lesion (by
@@ -88,9 +90,10 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["patient_id", "case_id"], kind="mergesort").reset_index(drop=True)
 
 
-#: a Parquet row group holds about this many bytes of values (rows = this / 8 bytes / columns, within limits):
-#: the writer buffers at most one row group, so memory does not grow with the number of lesions
-ROW_GROUP_BYTES = 16 * 2**20
+#: a Parquet row group holds about this many bytes (8 per number, TEXT_BYTES per text value; within 1,024 to
+#: 65,536 rows): the writer buffers at most one row group, so memory does not grow with the number of lesions
+ROW_GROUP_BYTES = 4 * 2**20
+TEXT_BYTES = 128
 _ARROW_TYPES = {"text": "string", "float": "float64", "int": "int64"}
 
 
@@ -132,8 +135,8 @@ class TableWriter:
         self._last_key: tuple | None = None
         self._buffer: list[pd.DataFrame] = []
         self._buffered = 0
-        n_values = max(sum(k != "text" for k in self.columns.values()), 1)
-        self.row_group_rows = int(min(max(ROW_GROUP_BYTES // (8 * n_values), 1024), 65536))
+        row_bytes = max(sum(TEXT_BYTES if k == "text" else 8 for k in self.columns.values()), 1)
+        self.row_group_rows = int(min(max(ROW_GROUP_BYTES // row_bytes, 1024), 65536))
         fields = [pa.field(c, getattr(pa, _ARROW_TYPES[k])()) for c, k in self.columns.items()]
         empty = pd.DataFrame({c: pd.Series([], dtype=object if k == "text" else np.dtype(_ARROW_TYPES[k]))
                               for c, k in self.columns.items()})
@@ -162,12 +165,14 @@ class TableWriter:
 
     def write(self, chunk: pd.DataFrame) -> None:
         """Append rows (a DataFrame with some or all of the columns)."""
+        import pyarrow as pa
+
         if chunk.empty:
             return
         chunk = self._conform(chunk)
         self._check_order(chunk)
         chunk.to_csv(self._csv, index=False, header=False, lineterminator="\n")
-        self._buffer.append(chunk)
+        self._buffer.append(pa.RecordBatch.from_pandas(chunk, schema=self.schema, preserve_index=False))  # compact
         self._buffered += len(chunk)
         self.rows += len(chunk)
         if self._buffered >= self.row_group_rows:
@@ -205,13 +210,12 @@ class TableWriter:
 
         if not self._buffer:
             return
-        df = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
-        n = len(df) if final else len(df) // self.row_group_rows * self.row_group_rows
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        n = len(table) if final else len(table) // self.row_group_rows * self.row_group_rows
         if n:
-            table = pa.Table.from_pandas(df.iloc[:n], schema=self.schema, preserve_index=False)
-            self._pq.write_table(table.replace_schema_metadata(self.schema.metadata), row_group_size=self.row_group_rows)
-        rest = df.iloc[n:].reset_index(drop=True)
-        self._buffer, self._buffered = ([rest] if len(rest) else []), len(rest)
+            self._pq.write_table(table.slice(0, n), row_group_size=self.row_group_rows)
+        rest = table.slice(n).combine_chunks()
+        self._buffer, self._buffered = (rest.to_batches() if len(rest) else []), len(rest)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:

@@ -510,8 +510,9 @@ def features_section(ctx: Context) -> Section:
     if prov is not None:
         flat = _flatten(prov, skip=("lesions", "params", "run_dir", "featureClass"))
         sec.add(Table(["provenance", "value"], flat,
-                      "Provenance of the feature tables (extract/provenance.json; per-lesion image/mask hashes and the full "
-                      "PyRadiomics settings are in the file, and the Parquet tables carry the same record in their metadata).",
+                      "Provenance of the feature tables (extract/provenance.json, with the full PyRadiomics settings; the "
+                      "Parquet tables carry the same record in their metadata, and per-lesion image/mask hashes and "
+                      "PyRadiomics diagnostics are rows of extract/lesion_provenance.parquet).",
                       collapsed=True))
     return sec
 

@@ -5,12 +5,20 @@ grid), ``ingest/cases.parquet`` (original image/mask for ``extract.radiomics.gri
 ``pretrain/model.pt``. Writes into ``extract/`` (every file atomically):
 
 - ``latent.parquet`` / ``latent.csv`` and ``radiomics.parquet`` / ``radiomics.csv``: one row per lesion, keys
-  ``case_id, patient_id`` first (see :mod:`radae.features.table`); Parquet metadata ``radae.provenance``
+  ``case_id, patient_id`` first (see :mod:`radae.features.table`); Parquet metadata ``radae.provenance`` (the
+  table's settings, versions and checkpoint hash)
+- ``lesion_provenance.parquet`` / ``.csv``: one row per lesion and table - source and input file hashes,
+  preprocess key, PyRadiomics' diagnostics (JSON) - joinable on ``case_id``
 - ``latent_patient.*`` / ``radiomics_patient.*`` with ``extract.aggregate: largest | volume_weighted_mean``
 - ``data_dictionary.csv``, ``provenance.json`` (sidecar, with date and paths), ``summary.json`` (counts, timings,
   lesions/s), ``ibsi_compliance.csv`` (the shipped IBSI table, :mod:`radae.features.ibsi`)
 - ``partial/radiomics/*.json``: one file per extracted lesion, keyed by settings + inputs. A re-run (after a crash,
   or with ``--resume``) reads lesions back from here instead of extracting them again; ``--force`` clears it.
+
+Tables are streamed: rows go to the writers in table order, a chunk at a time (latents as each batch is encoded,
+PyRadiomics results read back from their partial files), and a writer holds at most one Parquet row group. What
+stays in memory for the whole stage is the lesion index (the used columns of rois/cases, resume keys): about
+1.5 KB per lesion (``benchmarks/bench_scale.py``).
 
 Per-lesion problems (unreadable crop, empty mask, PyRadiomics refusing the ROI, non-finite latents) go to
 ``failures.csv`` and the lesion is left out of that table (``on_error: raise`` stops instead). Features PyRadiomics
@@ -316,10 +324,19 @@ def _common_provenance(ctx: RunContext) -> dict:
             "seed": cfg.seed}
 
 
-def _read(path: Path, what: str) -> pd.DataFrame:
+#: the columns of the stage's inputs it uses (only these are read: the index is held for the whole stage)
+ROI_COLUMNS = ("case_id", "patient_id", "modality", "roi_path", "radiomics_image", "radiomics_mask", "preprocess_key",
+               "lesion_volume_ml")
+CASE_COLUMNS = ("case_id", "patient_id", "image", "mask", "image_sha256", "mask_sha256", "mask_label", "series_uid")
+
+
+def _read(path: Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
     if not path.is_file():
         raise ExtractError(case_message(None, path, f"{what} not found", "run the earlier stages first"))
-    df = pd.read_parquet(path)
+    present = set(pq.read_schema(path).names)
+    df = pd.read_parquet(path, columns=[c for c in columns if c in present])
     for k in ("case_id", "patient_id"):
         if k in df.columns:
             df[k] = df[k].astype(str)
@@ -343,12 +360,12 @@ def run(ctx: RunContext) -> None:
         raise ExtractError("extract: both extract.latent and extract.radiomics are disabled -> enable one or drop "
                            "'extract' from stages")
     out = ctx.stage_dir()
-    rois = _read(ctx.run_dir / "preprocess" / "rois.parquet", "ROI index")
+    rois = _read(ctx.run_dir / "preprocess" / "rois.parquet", "ROI index", ROI_COLUMNS)
     dup = rois["case_id"].duplicated()
     if dup.any():
         raise ExtractError(case_message(rois["case_id"][dup].iloc[0], ctx.run_dir / "preprocess" / "rois.parquet",
                                         "appears twice in the ROI index (one row per lesion)", "rerun preprocess with --force"))
-    cases = _read(ctx.run_dir / "ingest" / "cases.parquet", "case table")
+    cases = _read(ctx.run_dir / "ingest" / "cases.parquet", "case table", CASE_COLUMNS)
     common = _common_provenance(ctx)
     summary: dict = {"aggregate": ecfg.aggregate}
     sidecar: dict = {"created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **common,

@@ -97,7 +97,7 @@ def _lesions(n: int, n_feat: int = 3, seed: int = 0) -> pd.DataFrame:
 def test_streamed_table_equals_table_written_whole(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr(tbl, "ROW_GROUP_BYTES", 8 * 3 * 1024)  # 1,024 rows a row group
+    monkeypatch.setattr(tbl, "ROW_GROUP_BYTES", (2 * tbl.TEXT_BYTES + 8 * 3) * 1024)  # 1,024 rows a row group
     df = tbl.canonical(_lesions(2500))
     whole_pq, whole_csv = tbl.write_table(df, tmp_path / "whole.parquet", {"k": 1})
     with tbl.TableWriter(tmp_path / "streamed.parquet", tbl.lesion_columns(df.columns[2:]), {"k": 1},
