@@ -94,6 +94,7 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
 #: 65,536 rows): the writer buffers at most one row group, so memory does not grow with the number of lesions
 ROW_GROUP_BYTES = 4 * 2**20
 TEXT_BYTES = 128
+ROW_GROUP_ROWS = (1024, 65536)
 _ARROW_TYPES = {"text": "string", "float": "float64", "int": "int64"}
 
 
@@ -136,7 +137,7 @@ class TableWriter:
         self._buffer: list[pd.DataFrame] = []
         self._buffered = 0
         row_bytes = max(sum(TEXT_BYTES if k == "text" else 8 for k in self.columns.values()), 1)
-        self.row_group_rows = int(min(max(ROW_GROUP_BYTES // row_bytes, 1024), 65536))
+        self.row_group_rows = int(min(max(ROW_GROUP_BYTES // row_bytes, ROW_GROUP_ROWS[0]), ROW_GROUP_ROWS[1]))
         fields = [pa.field(c, getattr(pa, _ARROW_TYPES[k])()) for c, k in self.columns.items()]
         empty = pd.DataFrame({c: pd.Series([], dtype=object if k == "text" else np.dtype(_ARROW_TYPES[k]))
                               for c, k in self.columns.items()})
