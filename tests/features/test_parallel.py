@@ -63,3 +63,13 @@ def test_unreachable_scheduler_is_one_line_error(lesions, monkeypatch):
 def test_unknown_executor():
     with pytest.raises(ExtractError, match="executor"):
         map_tasks(abs, [1], executor="threads")
+
+
+def test_dask_batches_cover_every_task_once_and_keep_workers_busy():
+    from radae.features.parallel import DASK_BATCH_MAX, dask_batches
+
+    for n, workers in ((1, 2), (7, 2), (320, 2), (10_000, 8), (50, 64)):
+        batches = dask_batches(list(range(n)), workers)
+        assert [t for b in batches for t in b] == list(range(n))
+        assert max(map(len, batches)) <= DASK_BATCH_MAX
+        assert len(batches) >= min(n, 4 * workers)  # at least 4 Dask tasks per worker while there are lesions
