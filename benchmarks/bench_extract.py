@@ -9,7 +9,8 @@ PyRadiomics crops (NIfTI) and autoencoder ROIs (``.npz``) - into a temp folder, 
 - ``latent``: :func:`radae.features.latent.extract_latents` with an (untrained, default-sized) autoencoder, batched,
   on CPU or CUDA
 
-Parallel timings include starting the workers (that is what a run pays). Results of all PyRadiomics executors are
+Parallel timings include starting the workers (that is what a run pays); the steady-state ratio (lesions/s between
+the 10th and 90th percentile results) leaves start-up and the last stragglers out. Results of all PyRadiomics executors are
 checked to be identical.
 
     python benchmarks/bench_extract.py                                  # 24 lesions, Original image type, 2 workers
@@ -66,17 +67,23 @@ def make_lesions(folder: Path, n: int, size: int, roi: int, seed: int = 0):
     return tasks, rows
 
 
-def time_pyradiomics(tasks, specs, executor: str, jobs: int) -> tuple[float, dict]:
+def time_pyradiomics(tasks, specs, executor: str, jobs: int) -> tuple[float, float, dict]:
+    """(seconds in all, steady-state lesions/s between the 10th and 90th percentile results, features by lesion)."""
     from radae.features.handcrafted import run_lesion
     from radae.features.parallel import map_tasks
 
     t0 = time.perf_counter()
-    res = {r["case_id"]: r for r in map_tasks(run_lesion, tasks, specs, executor=executor, n_jobs=jobs, quiet=True)}
+    res, stamps = {}, []
+    for r in map_tasks(run_lesion, tasks, specs, executor=executor, n_jobs=jobs, quiet=True):
+        res[r["case_id"]] = r
+        stamps.append(time.perf_counter())
     seconds = time.perf_counter() - t0
+    a, b = len(stamps) // 10, (9 * len(stamps)) // 10
+    steady = (b - a) / (stamps[b] - stamps[a]) if b > a and stamps[b] > stamps[a] else len(stamps) / seconds
     bad = [r["error"] for r in res.values() if r["error"]]
     if bad:
         raise SystemExit(f"extraction failed: {bad[0]}")
-    return seconds, {k: r["features"] for k, r in res.items()}
+    return seconds, steady, {k: r["features"] for k, r in res.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         runs = [("serial", 1), ("process", args.jobs)] + ([] if args.no_dask else [("dask", args.jobs)])
         reference = None
         for executor, jobs in runs:
-            seconds, feats = time_pyradiomics(tasks, specs, executor, jobs)
+            seconds, steady, feats = time_pyradiomics(tasks, specs, executor, jobs)
             if reference is None:
                 reference = feats
             elif feats != reference:
                 raise SystemExit(f"{executor} results differ from serial")
             results[f"pyradiomics_{executor}"] = {"jobs": jobs, "seconds": round(seconds, 3),
-                                                  "lesions_per_s": round(len(tasks) / seconds, 3)}
+                                                  "lesions_per_s": round(len(tasks) / seconds, 3),
+                                                  "steady_lesions_per_s": round(steady, 3)}
         results["features_per_lesion"] = len(next(iter(reference.values())))
 
         device = lat.select_device(args.device)
@@ -142,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     r = results["latent"]
     print(f"latent: {r['lesions']} ROIs of {r['roi_vox']}^3, batch {r['batch']}, {r['device']}: {r['lesions_per_s']:.1f} lesions/s "
           f"({r['seconds']:.2f} s)")
+    steady_base = results["pyradiomics_serial"]["steady_lesions_per_s"]
     for executor, jobs in runs[1:]:
         results[f"speedup_{executor}"] = results[f"pyradiomics_{executor}"]["lesions_per_s"] / base
+        results[f"steady_speedup_{executor}"] = results[f"pyradiomics_{executor}"]["steady_lesions_per_s"] / steady_base
         print(f"ratio: pyradiomics {executor} x{jobs} vs serial: {results[f'speedup_{executor}']:.2f}x (goal >= 1.7x on 2 cores; "
-              f"includes worker start-up)")
+              f"includes worker start-up); steady state (10th-90th percentile results): "
+              f"{results[f'steady_speedup_{executor}']:.2f}x")
     results["latent_vs_pyradiomics"] = r["lesions_per_s"] / base
     print(f"ratio: latent vs PyRadiomics ({', '.join(args.image_types)}) serial, per lesion: "
           f"{results['latent_vs_pyradiomics']:.2f}x (goal >= 50x; latent on {r['device']})")
