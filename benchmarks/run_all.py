@@ -52,7 +52,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "train": ("bench_train.py", ["--device", "cpu", "--steps", "10", "--batch", "2", "--items", "16", "--compare"],
               ["--device", "cpu", "--steps", "4", "--batch", "2", "--items", "8"]),
     "incremental": ("bench_incremental.py", ["--cases", "40", "--steps", "6"], ["--cases", "40", "--steps", "4"]),
-    "scale": ("bench_scale.py", ["--rows", "1000", "10000"], ["--rows", "1000", "10000"]),
+    "scale": ("bench_scale.py", ["--rows", "1000", "10000", "30000"], ["--rows", "1000", "10000"]),
     "preprocess": ("bench_preprocess.py", ["--jobs", "2"], ["--jobs", "2", "--volumes", "12"]),
     # shrunk (about 20 s on an idle 2-core machine); bench_denoise's own defaults take ~65 s idle and >300 s under load
     "denoise": ("bench_denoise.py", ["--datasets", "mr", "--patients", "9", "--steps", "60", "--train-patches", "16",
@@ -95,11 +95,12 @@ def rows_for(name: str, r: dict) -> list[tuple[str, str, str, bool | None]]:
                     r["changed_only_benchmark_report"]))
     elif name == "scale":
         small, large = r["results"][0], r["results"][-1]
-        out.append((f"extract stage peak RSS {large['rows']:,} / {small['rows']:,} lesions", f"{r['peak_ratio']:.2f}x",
+        out.append((f"extract stage peak RSS {r['ratio_rows']:,} / {small['rows']:,} lesions", f"{r['peak_ratio']:.2f}x",
                     "flat (<= 1.5x)", r["peak_ratio"] <= 1.5))
         out.append((f"extract stage peak RSS at {large['rows']:,} lesions", f"{large['peak_rss_bytes'] / 2**20:,.0f} MiB", "<= 2 GiB",
                     large["peak_rss_bytes"] <= 2 * GiB))
-        out.append(("extract stage marginal memory", f"{r['marginal_bytes_per_lesion'] / 1024:,.1f} KiB/lesion", "-", None))
+        out.append((f"extract stage memory per lesion ({r['marginal_from_rows']:,} -> {large['rows']:,})",
+                    f"{r['marginal_bytes_per_lesion'] / 1024:,.1f} KiB", "-", None))
     elif name == "preprocess":
         out.append((f"preprocess serial volumes/s ({r['volumes']} STS MR)", f"{r['serial']['volumes_per_s']:.2f}", "-", None))
         v = r["speedup"]
