@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 EXECUTORS = ("serial", "process", "dask")
 DASK_CONNECT_TIMEOUT_S = 30
 DASK_BATCH_MAX = 16
+#: Dask settings for the LocalCluster radae starts. The worker's statistical profiler samples every thread each
+#: 10 ms under the GIL; on PyRadiomics (much of it Python) that cost ~25 % of the workers' throughput
+#: (benchmarks/bench_extract.py). A cluster of your own (``dask_address``) keeps its own settings.
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
 _WORKER_SHARED: Any = None
 
 
@@ -128,8 +132,11 @@ def _dask(fn, tasks, shared, n_jobs, address, processes) -> Iterator[Any]:
                 raise ExtractError(f"extract.dask_address: cannot reach the Dask scheduler at {address} ({e}) "
                                    "-> start it, fix the address, or leave dask_address empty for a local cluster") from None
         else:
-            cluster = LocalCluster(n_workers=max(1, n_jobs), threads_per_worker=1, processes=processes,
-                                   dashboard_address=None, silence_logs=logging.WARNING)
+            import dask
+
+            with dask.config.set(LOCAL_CLUSTER_CONFIG):  # the nannies hand this config to their workers
+                cluster = LocalCluster(n_workers=max(1, n_jobs), threads_per_worker=1, processes=processes,
+                                       dashboard_address=None, silence_logs=logging.WARNING)
             client = Client(cluster)
         with client:
             if cluster is None or processes:

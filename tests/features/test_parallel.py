@@ -73,3 +73,16 @@ def test_dask_batches_cover_every_task_once_and_keep_workers_busy():
         assert [t for b in batches for t in b] == list(range(n))
         assert max(map(len, batches)) <= DASK_BATCH_MAX
         assert len(batches) >= min(n, 4 * workers)  # at least 4 Dask tasks per worker while there are lesions
+
+
+def _profiler_setting(task, shared):
+    import dask
+
+    return dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_local_dask_cluster_workers_run_without_the_sampling_profiler():
+    from radae.features.parallel import map_tasks
+
+    seen = list(map_tasks(_profiler_setting, list(range(4)), executor="dask", n_jobs=2, dask_processes=True, quiet=True))
+    assert seen == [False] * 4
