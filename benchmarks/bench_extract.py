@@ -7,7 +7,8 @@ PyRadiomics crops (NIfTI) and autoencoder ROIs (``.npz``) - into a temp folder, 
 - ``pyradiomics process xK``: the same function on a spawn process pool of K workers (what ``extract.n_jobs: K`` does)
 - ``pyradiomics dask xK``: the same function on a Dask LocalCluster of K single-threaded worker processes
 - ``latent``: :func:`radae.features.latent.extract_latents` with an (untrained, default-sized) autoencoder, batched,
-  on CPU or CUDA
+  on CPU or CUDA, in three settings: fp32 contiguous (plain PyTorch), fp32 channels-last-3d (radae's default) and
+  bf16 autocast channels-last-3d (``extract.latent.precision: bf16``)
 
 Parallel timings include starting the workers (that is what a run pays); the steady-state ratio (lesions/s between
 the 10th and 90th percentile results) leaves start-up and the last stragglers out. Results of all PyRadiomics executors are
@@ -65,6 +66,11 @@ def make_lesions(folder: Path, n: int, size: int, roi: int, seed: int = 0):
         save_roi(folder / f"roi_{i:04d}.npz", roi_img, roi_mask, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
         rows.append({"case_id": f"B{i:04d}", "patient_id": f"B{i:04d}", "modality": "CT", "roi_path": str(folder / f"roi_{i:04d}.npz")})
     return tasks, rows
+
+
+#: latent inference settings timed: (precision, channels_last); the default is the one the ratio goal uses
+LATENT_VARIANTS = (("fp32", False), ("fp32", True), ("bf16", True))
+DEFAULT_VARIANT = ("fp32", True)
 
 
 def time_pyradiomics(tasks, specs, executor: str, jobs: int) -> tuple[float, float, dict]:
@@ -130,16 +136,21 @@ def main(argv: list[str] | None = None) -> int:
         results["features_per_lesion"] = len(next(iter(reference.values())))
 
         device = lat.select_device(args.device)
-        model = build_model(ModelConfig(), 1, (args.roi,) * 3).to(device).eval()
-        meta = {"in_channels": 1, "roi_size_zyx": (args.roi,) * 3, "latent_dim": model.config.latent_dim}
+        meta = {"in_channels": 1, "roi_size_zyx": (args.roi,) * 3, "latent_dim": ModelConfig().latent_dim}
         latent_rows = [rows[i % len(rows)] | {"case_id": f"L{i:05d}"} for i in range(n_latent)]
-        cfg = LatentConfig(batch_size=args.batch)
-        lat.extract_latents(latent_rows[: args.batch], model, meta, cfg, device)  # warm-up (cuDNN autotune, allocator)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        res = lat.extract_latents(latent_rows, model, meta, cfg, device)
-        results["latent"] = {"device": str(device), "roi_vox": args.roi, "batch": args.batch, "lesions": n_latent,
-                             "seconds": round(res.seconds, 3), "lesions_per_s": round(n_latent / res.seconds, 1)}
+        variants = []
+        for precision, channels_last in LATENT_VARIANTS:
+            model = build_model(ModelConfig(), 1, (args.roi,) * 3).to(device).eval()
+            cfg = LatentConfig(batch_size=args.batch, precision=precision, channels_last=channels_last)
+            lat.extract_latents(latent_rows[: args.batch], model, meta, cfg, device)  # warm-up (cuDNN autotune, allocator)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            res = lat.extract_latents(latent_rows, model, meta, cfg, device)
+            variants.append({"device": str(device), "roi_vox": args.roi, "batch": args.batch, "lesions": n_latent,
+                             "precision": precision, "channels_last": channels_last, "seconds": round(res.seconds, 3),
+                             "lesions_per_s": round(n_latent / res.seconds, 1)})
+        results["latent_variants"] = variants
+        results["latent"] = next(v for v in variants if (v["precision"], v["channels_last"]) == DEFAULT_VARIANT)
 
     print(f"PyRadiomics: {args.lesions} lesions of {args.size}^3 voxels, image types {', '.join(args.image_types)}, "
           f"{results['features_per_lesion']} features per lesion")
@@ -147,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     for executor, jobs in runs:
         r = results[f"pyradiomics_{executor}"]
         print(f"  {executor:8s} x{jobs:<3d} {r['lesions_per_s']:8.2f} lesions/s  ({r['seconds']:.2f} s, speed-up {r['lesions_per_s'] / base:.2f})")
+    for v in results["latent_variants"]:
+        print(f"latent: {v['lesions']} ROIs of {v['roi_vox']}^3, batch {v['batch']}, {v['device']}, {v['precision']}"
+              f"{', channels-last-3d' if v['channels_last'] else ''}: {v['lesions_per_s']:.1f} lesions/s ({v['seconds']:.2f} s)")
     r = results["latent"]
-    print(f"latent: {r['lesions']} ROIs of {r['roi_vox']}^3, batch {r['batch']}, {r['device']}: {r['lesions_per_s']:.1f} lesions/s "
-          f"({r['seconds']:.2f} s)")
     steady_base = results["pyradiomics_serial"]["steady_lesions_per_s"]
     for executor, jobs in runs[1:]:
         results[f"speedup_{executor}"] = results[f"pyradiomics_{executor}"]["lesions_per_s"] / base
@@ -159,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{results[f'steady_speedup_{executor}']:.2f}x")
     results["latent_vs_pyradiomics"] = r["lesions_per_s"] / base
     print(f"ratio: latent vs PyRadiomics ({', '.join(args.image_types)}) serial, per lesion: "
-          f"{results['latent_vs_pyradiomics']:.2f}x (goal >= 50x; latent on {r['device']})")
+          f"{results['latent_vs_pyradiomics']:.2f}x (goal >= 50x; latent on {r['device']}, default fp32 channels-last)")
+    for v in results["latent_variants"]:
+        v["vs_pyradiomics"] = v["lesions_per_s"] / base
+        print(f"ratio: latent {v['precision']}{' channels-last' if v['channels_last'] else ' contiguous'} vs PyRadiomics "
+              f"serial: {v['vs_pyradiomics']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -77,6 +77,10 @@ def rows_for(name: str, r: dict) -> list[tuple[str, str, str, bool | None]]:
         v = r["latent_vs_pyradiomics"]
         out.append((f"latent ({r['latent']['device']}, {r['latent']['roi_vox']}^3) / PyRadiomics per lesion",
                     f"{v:.2f}x", ">= 50x", v >= 50))
+        for lv in r.get("latent_variants", []):
+            if (lv["precision"], lv["channels_last"]) != (r["latent"]["precision"], r["latent"]["channels_last"]):
+                out.append((f"  latent {lv['precision']}{' channels-last' if lv['channels_last'] else ' contiguous'} / PyRadiomics",
+                            f"{lv['vs_pyradiomics']:.2f}x", "-", None))
     elif name == "train":
         res = r["results"][0]
         gpu = not str(r["device"]).startswith("CPU")

@@ -236,6 +236,9 @@ class LatentConfig(_Model):
     tta_flips: bool = False  # average the latent over the 8 flips of the ROI
     batch_size: int = Field(32, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # bf16: autocast the encoder to bfloat16 (CPUs with AVX512-BF16/AMX and GPUs: ~2x faster; latents within ~1 %)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = True  # channels-last-3d memory layout for the encoder (same fp32 maths, faster kernels)
 
 
 class ExtractConfig(_Model):

@@ -6,8 +6,10 @@ the model was trained with one (``meta["in_channels"] == 2``). No second preproc
 
 Inference is batched (``extract.latent.batch_size``) in eval mode under ``torch.inference_mode``, on
 ``extract.latent.device``. With ``tta_flips`` each ROI is encoded in all 8 combinations of flips along z, y and x
-and the latents are averaged (a flip-invariant feature; 8x the compute). On CPU the result is deterministic: the
-same model, ROIs and batch size give the same bytes.
+and the latents are averaged (a flip-invariant feature; 8x the compute). The encoder runs in the channels-last-3d layout
+(``channels_last``, same fp32 maths) and, with ``precision: bf16``, under bfloat16 autocast (about 2x faster on CPUs
+with AVX512-BF16/AMX and on GPUs; latents within ~1 % of fp32). On CPU the result is deterministic: the same model,
+ROIs, batch size and settings give the same bytes.
 
 Columns: ``latent_000 ... latent_{D-1}`` (float64 holding the float32 values exactly), keyed by case_id and
 patient_id.
@@ -53,14 +55,29 @@ def flip_sets(tta_flips: bool) -> list[tuple[int, ...]]:
 
 
 @torch.inference_mode()
-def encode_batch(model: torch.nn.Module, x: torch.Tensor, tta_flips: bool = False) -> torch.Tensor:
-    """``(B, C, Z, Y, X)`` -> ``(B, latent_dim)`` float32: ``model.encode`` (mean over flips with ``tta_flips``)."""
+def encode_batch(model: torch.nn.Module, x: torch.Tensor, tta_flips: bool = False, precision: str = "fp32",
+                 channels_last: bool = False) -> torch.Tensor:
+    """``(B, C, Z, Y, X)`` -> ``(B, latent_dim)`` float32: ``model.encode`` (mean over flips with ``tta_flips``).
+
+    ``precision="bf16"`` runs the encoder under bfloat16 autocast; ``channels_last`` feeds the input in the
+    channels-last-3d layout (the model should be converted too: :func:`prepare_model`).
+    """
     flips = flip_sets(tta_flips)
     acc = None
-    for dims in flips:
-        z = model.encode(x.flip(dims) if dims else x).float()
-        acc = z if acc is None else acc + z
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        for dims in flips:
+            xi = x.flip(dims) if dims else x
+            if channels_last:
+                xi = xi.contiguous(memory_format=torch.channels_last_3d)
+            z = model.encode(xi).float()
+            acc = z if acc is None else acc + z
     return acc / len(flips)
+
+
+def prepare_model(model: torch.nn.Module, cfg: LatentConfig) -> torch.nn.Module:
+    """Eval mode, and the channels-last-3d layout when ``cfg.channels_last``."""
+    model.eval()
+    return model.to(memory_format=torch.channels_last_3d) if cfg.channels_last else model
 
 
 @dataclass(frozen=True)
@@ -96,12 +113,13 @@ def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: 
     failures: list[tuple[str, str, str]] = []
     batch: list[np.ndarray] = []
     keys: list[tuple[str, str]] = []
-    model.eval()
+    model = prepare_model(model, cfg)
 
     def flush() -> pd.DataFrame:
         if not batch:
             return pd.DataFrame(columns=["case_id", "patient_id", *cols])
-        z = encode_batch(model, torch.from_numpy(np.stack(batch)).to(device), cfg.tta_flips).cpu().numpy().astype(np.float64)
+        z = encode_batch(model, torch.from_numpy(np.stack(batch)).to(device), cfg.tta_flips, cfg.precision,
+                         cfg.channels_last).cpu().numpy().astype(np.float64)
         bad = ~np.isfinite(z).all(axis=1)
         for i in np.flatnonzero(bad):
             failures.append((keys[i][0], case_message(keys[i][0], None, "the encoder returned non-finite latent values",

@@ -280,7 +280,8 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Pa
         "weights_sha256": lat.weights_sha256(model, meta),
         "model": {k: meta[k] for k in ("kind", "latent_dim", "in_channels", "step", "config_hash", "n_params")}
         | {"roi_size_zyx": list(meta["roi_size_zyx"])},
-        "inference": {"device": device.type, "batch_size": lcfg.batch_size, "tta_flips": lcfg.tta_flips},
+        "inference": {"device": device.type, "batch_size": lcfg.batch_size, "tta_flips": lcfg.tta_flips,
+                      "precision": lcfg.precision, "channels_last": lcfg.channels_last},
         "lesion_provenance": "lesion_provenance.parquet",
     }
     src = _Sources(rois, cases)

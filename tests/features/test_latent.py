@@ -42,6 +42,22 @@ def test_same_batch_size_same_bytes(tmp_path):
     assert a.equals(b)
 
 
+def test_channels_last_and_bf16_inference_stay_close_to_plain_fp32(tmp_path):
+    rows = _rows(tmp_path)
+
+    def table(**kw):
+        model = build_tiny_model()
+        return lat.extract_latents(rows, model, _meta(model), LatentConfig(batch_size=4, **kw), torch.device("cpu")).table
+
+    plain = table(channels_last=False).iloc[:, 2:].to_numpy(float)
+    cl = table().iloc[:, 2:].to_numpy(float)
+    np.testing.assert_allclose(cl, plain, rtol=1e-4, atol=1e-5)  # same fp32 maths, another memory layout
+    bf16 = table(precision="bf16").iloc[:, 2:].to_numpy(float)
+    scale = np.abs(plain).max()
+    assert 0 < np.abs(bf16 - plain).max() < 0.03 * scale  # bfloat16 really ran (not bit-equal), and stayed close
+    assert np.array_equal(bf16, table(precision="bf16").iloc[:, 2:].to_numpy(float))  # deterministic on CPU
+
+
 def test_flip_averaging_is_flip_invariant(tmp_path):
     rows = _rows(tmp_path, n=1)
     model = build_tiny_model()
