@@ -199,7 +199,7 @@ class PretrainConfig(_Model):
     warmup_steps: int = Field(10, ge=0)
     grad_clip: float = Field(1.0, gt=0.0)
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    channels_last: bool = True  # channels_last_3d on CUDA
+    channels_last: bool = True  # channels_last_3d memory layout (CUDA and CPU; same maths, faster kernels)
     augment: bool = True
     val_fraction: float = Field(0.15, ge=0.0, lt=0.9)
     eval_every: int = Field(50, ge=1)
