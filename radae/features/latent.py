@@ -75,8 +75,11 @@ def encode_batch(model: torch.nn.Module, x: torch.Tensor, tta_flips: bool = Fals
 
 
 def prepare_model(model: torch.nn.Module, cfg: LatentConfig) -> torch.nn.Module:
-    """Eval mode, and the channels-last-3d layout when ``cfg.channels_last``."""
-    model.eval()
+    """The model to encode with: an eval-mode copy with batch norm folded into the convolutions
+    (:func:`radae.models.inference.fold_batch_norm`), in the channels-last-3d layout when ``cfg.channels_last``."""
+    from radae.models.inference import fold_batch_norm
+
+    model = fold_batch_norm(model)
     return model.to(memory_format=torch.channels_last_3d) if cfg.channels_last else model
 
 
