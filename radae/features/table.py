@@ -134,7 +134,7 @@ class TableWriter:
         self.sort_keys = tuple(sort_keys)
         self.rows = 0
         self._last_key: tuple | None = None
-        self._buffer: list[pd.DataFrame] = []
+        self._buffer: list = []  # pyarrow RecordBatches of conformed chunks, at most one row group
         self._buffered = 0
         row_bytes = max(sum(TEXT_BYTES if k == "text" else 8 for k in self.columns.values()), 1)
         self.row_group_rows = int(min(max(ROW_GROUP_BYTES // row_bytes, ROW_GROUP_ROWS[0]), ROW_GROUP_ROWS[1]))
@@ -316,11 +316,6 @@ def aggregate_patient_chunks(chunks: Iterable[pd.DataFrame], volume_ml: pd.Serie
             yield aggregate_patients(chunk[~tail], volume_ml, how)
     if carry is not None and len(carry):
         yield aggregate_patients(carry, volume_ml, how)
-
-
-def write_patient_table(df: pd.DataFrame, parquet_path: str | Path, provenance: dict | None = None) -> tuple[Path, Path]:
-    """Like :func:`write_table` for a patient-level table (patient_id first)."""
-    return write_table(df.sort_values("patient_id", kind="mergesort").reset_index(drop=True), parquet_path, provenance)
 
 
 def json_clean(obj):
