@@ -75,7 +75,8 @@ def _peak_bytes() -> int:
 def _config(runs_dir: Path, *extra: str):
     from radae.config import load_pipeline
 
-    sys.path.insert(0, str(ROOT / "tests"))
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
     from tinyrun import DEMO, tiny_overrides
 
     return load_pipeline(DEMO, overrides=tiny_overrides(runs_dir, cases=4, steps=4)
@@ -95,7 +96,6 @@ def fabricate(tmpl_dir: Path, runs_dir: Path, n: int) -> Path:
     """A run folder with ``n`` lesions built from the template (see the module docstring)."""
     import pandas as pd
 
-    from radae.features import handcrafted as hc
     from radae.stages import extract as ext
 
     cfg = _config(runs_dir)
@@ -117,8 +117,7 @@ def fabricate(tmpl_dir: Path, runs_dir: Path, n: int) -> Path:
     rois.to_parquet(run_dir / "preprocess" / "rois.parquet", index=False)
     cases.to_parquet(run_dir / "ingest" / "cases.parquet", index=False)
     rcfg = cfg.extract.radiomics
-    specs = hc.specs_for_modalities(rois["modality"].astype(str).unique(), params_path=rcfg.params, grid=rcfg.grid,
-                                    image_types=rcfg.image_types, spacing_mm=cfg.preprocess.spacing_mm)
+    specs = ext.radiomics_specs(cfg, rois["modality"])
     t_tasks = {t.case_id: t for t in ext.radiomics_tasks(t_rois.astype({"case_id": str, "patient_id": str}),
                                                           t_cases.reset_index(), rcfg.grid, specs)}
     t_partial = {c: ext.read_partial(tmpl_dir / "extract" / "partial" / "radiomics", t) for c, t in t_tasks.items()}

@@ -78,6 +78,13 @@ def _remove(out: Path, *names: str) -> None:
 
 
 # ----------------------------------------------------------------------------- radiomics
+def radiomics_specs(cfg, modalities) -> dict[str, hc.RadiomicsSpec]:
+    """The validated PyRadiomics settings of each modality in ``modalities``, as ``cfg.extract.radiomics`` asks."""
+    rcfg = cfg.extract.radiomics
+    return hc.specs_for_modalities(pd.Series(modalities).astype(str).unique(), params_path=rcfg.params, grid=rcfg.grid,
+                                   image_types=rcfg.image_types, spacing_mm=cfg.preprocess.spacing_mm)
+
+
 def radiomics_tasks(rois: pd.DataFrame, cases: pd.DataFrame, grid: str, specs: dict[str, hc.RadiomicsSpec]) -> list[hc.LesionTask]:
     """One task per lesion of rois.parquet, with its resume key (settings + inputs; no file is read here)."""
     by_case = cases.set_index("case_id").to_dict("index") if grid == "original" else {}
@@ -168,9 +175,8 @@ def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out:
     partial files in table order: only the lesions' keys and column names are held in memory."""
     ecfg = ctx.cfg.extract
     rcfg = ecfg.radiomics
-    specs = hc.specs_for_modalities(rois["modality"].astype(str).unique(), params_path=rcfg.params, grid=rcfg.grid,
-                                    image_types=rcfg.image_types, spacing_mm=ctx.cfg.preprocess.spacing_mm)
-    tasks = sorted(radiomics_tasks(rois, cases, rcfg.grid, specs), key=lambda t: (t.patient_id, t.case_id))
+    specs = radiomics_specs(ctx.cfg, rois["modality"])
+    tasks = radiomics_tasks(rois, cases, rcfg.grid, specs)  # in the index's (table) order
     by_id = {t.case_id: t for t in tasks}
     partial = out / "partial" / "radiomics"
     if ctx.force and partial.exists():
@@ -240,7 +246,7 @@ def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out:
                                                      f"({', '.join(nan[:5])}{', ...' if len(nan) > 5 else ''}); kept as NaN in radiomics.parquet",
                                                      "check the ROI size and the parameter file"), t.mask)
                 rows.append({"case_id": t.case_id, "patient_id": t.patient_id, **res["features"]})
-                prov_rows.append(src.row("radiomics", t.case_id, t.patient_id, modality=t.modality,
+                prov_rows.append(src.row("radiomics", t.case_id, t.patient_id,
                                          input_image_sha256=_text(res["input_sha256"].get("image")),
                                          input_mask_sha256=_text(res["input_sha256"].get("mask")),
                                          diagnostics=json.dumps(tbl.json_clean(res.get("diagnostics") or {}), sort_keys=True)))
@@ -272,7 +278,6 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Pa
 
     lcfg = ctx.cfg.extract.latent
     model, meta, device = lat.load_model(ctx.run_dir, lcfg)
-    ordered = rois.sort_values(tbl.KEYS, kind="mergesort")
     columns = tbl.lesion_columns(lat.latent_columns(int(meta["latent_dim"])))
     prov = {
         "table": "latent",
@@ -287,7 +292,7 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Pa
     src = _Sources(rois, cases)
     failed = 0
     t0 = time.perf_counter()
-    rows = progress_iter(_records(ordered), total=len(ordered), desc="latents", quiet=ctx.quiet)
+    rows = progress_iter(_records(rois), total=len(rois), desc="latents", quiet=ctx.quiet)
     with tbl.TableWriter(out / "latent.parquet", columns, {**common, **prov}, sort_keys=("patient_id", "case_id")) as w:
         for table, failures in lat.iter_latents(rows, model, meta, lcfg, device):
             for case, msg, file in failures:
@@ -299,9 +304,9 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Pa
             lesion_rows.write(pd.DataFrame([src.row("latent", c, p) for c, p in zip(table["case_id"], table["patient_id"])],
                                            columns=list(LESION_PROVENANCE_COLUMNS)))
         if w.rows == 0:
-            raise ExtractError(f"extract: no latent features for any of {len(ordered)} lesions; see {ctx.stage_dir() / 'failures.csv'}")
+            raise ExtractError(f"extract: no latent features for any of {len(rois)} lesions; see {ctx.stage_dir() / 'failures.csv'}")
     seconds = time.perf_counter() - t0
-    summary = {"lesions": len(ordered), "extracted": w.rows, "failed": failed, "seconds": round(seconds, 3),
+    summary = {"lesions": len(rois), "extracted": w.rows, "failed": failed, "seconds": round(seconds, 3),
                "lesions_per_s": round(w.rows / seconds, 3) if seconds > 0 else None, "device": device.type}
     return {"provenance": {**prov, "n_lesions": w.rows, "n_failed": failed}, "summary": summary, "meta": meta,
             "columns": list(columns)}
@@ -366,6 +371,7 @@ def run(ctx: RunContext) -> None:
     if dup.any():
         raise ExtractError(case_message(rois["case_id"][dup].iloc[0], ctx.run_dir / "preprocess" / "rois.parquet",
                                         "appears twice in the ROI index (one row per lesion)", "rerun preprocess with --force"))
+    rois = rois.sort_values(tbl.KEYS, kind="mergesort").reset_index(drop=True)  # table order: every writer streams in it
     cases = _read(ctx.run_dir / "ingest" / "cases.parquet", "case table", CASE_COLUMNS)
     common = _common_provenance(ctx)
     summary: dict = {"aggregate": ecfg.aggregate}
