@@ -76,11 +76,19 @@ def encode_batch(model: torch.nn.Module, x: torch.Tensor, tta_flips: bool = Fals
 
 def prepare_model(model: torch.nn.Module, cfg: LatentConfig) -> torch.nn.Module:
     """The model to encode with: an eval-mode copy with batch norm folded into the convolutions
-    (:func:`radae.models.inference.fold_batch_norm`), in the channels-last-3d layout when ``cfg.channels_last``."""
+    (:func:`radae.models.inference.fold_batch_norm`), in the channels-last-3d layout when ``cfg.channels_last``.
+
+    A model this returned comes back as it is (no second copy), so callers that encode many small batches prepare once.
+    """
     from radae.models.inference import fold_batch_norm
 
+    if getattr(model, "_radae_inference_layout", None) == cfg.channels_last:
+        return model
     model = fold_batch_norm(model)
-    return model.to(memory_format=torch.channels_last_3d) if cfg.channels_last else model
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    model._radae_inference_layout = cfg.channels_last
+    return model
 
 
 @dataclass(frozen=True)
@@ -225,6 +233,7 @@ def robustness_extractor(cfg: PipelineConfig, run_dir: Path):
     model = meta = device = None
     if ecfg.latent.enabled:
         model, meta, device = load_model(run_dir, ecfg.latent)
+        model = prepare_model(model, ecfg.latent)  # once: each lesion below is its own extract_latents call
     specs: dict[str, handcrafted.RadiomicsSpec] = {}
 
     def spec_for(modality: str) -> handcrafted.RadiomicsSpec:

@@ -106,3 +106,12 @@ def test_cuda_request_without_gpu_is_an_error():
     with pytest.raises(ExtractError, match="no CUDA device"):
         lat.select_device("cuda")
     assert lat.select_device("auto").type == "cpu"
+
+
+def test_prepared_model_is_reused_not_copied_again():
+    model = build_tiny_model()
+    cfg = LatentConfig()
+    prepared = lat.prepare_model(model, cfg)
+    assert prepared is not model and lat.prepare_model(prepared, cfg) is prepared
+    other = lat.prepare_model(prepared, LatentConfig(channels_last=False))  # another layout: a fresh copy
+    assert other is not prepared and lat.prepare_model(other, LatentConfig(channels_last=False)) is other
