@@ -44,6 +44,11 @@ def _unit_word(unit: str | None) -> str:
     return {"patient": "patient-level row", None: "row"}.get(unit, unit)
 
 
+def _pretrain_saw_evaluation_images(ctx: "Context") -> bool:
+    """``pretrain.include_evaluation_patients``: the encoder was trained on the evaluation patients' images too."""
+    return bool((ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients"))
+
+
 def fig(figure, caption: str | Markup, alt: str) -> Figure:
     return Figure(plots.to_data_uri(figure), caption, alt)
 
@@ -117,7 +122,7 @@ def data_section(ctx: Context) -> Section:
         k.put("data.lesions", n_lesions, "int"), k.put("data.patients", n_patients, "int"),
         k.put("data.multi_lesion_patients", int((per_patient > 1).sum()), "int"),
         k.put("data.evaluation_patients", n_eval, "int"),
-        "their images, without labels, were also used for pretraining" if (ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients")
+        "their images, without labels, were also used for pretraining" if _pretrain_saw_evaluation_images(ctx)
         else "held out of pretraining",
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
@@ -552,7 +557,7 @@ def downstream_section(ctx: Context) -> Section:
         "Intervals: fold-mean metrics with the Nadeau–Bengio corrected t interval; pooled out-of-fold metrics with a "
         "{}-replicate patient bootstrap. Pairwise p-values are adjusted with {} within each task and test.").format(
         ("evaluation patients only (their images, not their labels, were used in pretraining)"
-         if (ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients")
+         if _pretrain_saw_evaluation_images(ctx)
          else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients" else "all patients",
         k.put("benchmark.n_rows", summ.get("n_rows"), "int"), _unit_word(summ.get("unit")),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
