@@ -23,6 +23,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GiB = 1024**3
+sys.path.insert(0, str(HERE))
+from bench_extract import variant_name  # noqa: E402  (one name for a latent setting, here and in its own output)
 
 
 def _gpu() -> str:
@@ -79,7 +81,7 @@ def rows_for(name: str, r: dict) -> list[tuple[str, str, str, bool | None]]:
                     f"{v:.2f}x", ">= 50x", v >= 50))
         for lv in r.get("latent_variants", []):
             if (lv["precision"], lv["channels_last"]) != (r["latent"]["precision"], r["latent"]["channels_last"]):
-                out.append((f"  latent {lv['precision']}{' channels-last' if lv['channels_last'] else ' contiguous'} / PyRadiomics",
+                out.append((f"  latent {variant_name(lv)} / PyRadiomics",
                             f"{lv['vs_pyradiomics']:.2f}x", "-", None))
     elif name == "train":
         res = r["results"][0]
