@@ -11,6 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radae.errors import IngestError, case_message
+from radae.io.integrity import direction_problem, is_nifti, nifti_problem
 from radae.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ def _fmt(values, nd: int = 4) -> str:
     return "(" + ", ".join(f"{round(float(v), nd) + 0.0:g}" for v in values) + ")"
 
 
+_SHEAR_HINT = ("radae needs an orthogonal voxel grid; resample the volume onto one (e.g. with 3D Slicer or SimpleITK) "
+               "and fix the header")
+
 # NIfTI datatype codes of floating-point voxels -> numpy dtype (little endian; byte-swapped when needed)
 _NIFTI_FLOAT = {16: "f4", 64: "f8"}
 
@@ -36,12 +40,28 @@ def _nifti_header(head: bytes) -> dict | None:
             dim = struct.unpack(endian + "8h", head[40:56])
             return {"endian": endian, "dim": dim, "datatype": struct.unpack(endian + "h", head[70:72])[0],
                     "bitpix": struct.unpack(endian + "h", head[72:74])[0], "pixdim": struct.unpack(endian + "8f", head[76:108]),
-                    "vox_offset": int(struct.unpack(endian + "f", head[108:112])[0])}
+                    "vox_offset": int(struct.unpack(endian + "f", head[108:112])[0]),
+                    "sform_code": struct.unpack(endian + "h", head[254:256])[0],
+                    "srow": struct.unpack(endian + "12f", head[280:328])}
         if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540 and head[4:7] == b"n+2":
             return {"endian": endian, "dim": struct.unpack(endian + "8q", head[16:80]),
                     "datatype": struct.unpack(endian + "h", head[12:14])[0], "bitpix": struct.unpack(endian + "h", head[14:16])[0],
-                    "pixdim": struct.unpack(endian + "8d", head[104:168]), "vox_offset": struct.unpack(endian + "q", head[168:176])[0]}
+                    "pixdim": struct.unpack(endian + "8d", head[104:168]), "vox_offset": struct.unpack(endian + "q", head[168:176])[0],
+                    "sform_code": struct.unpack(endian + "i", head[348:352])[0], "srow": struct.unpack(endian + "12d", head[400:496])}
     return None
+
+
+def _sform_problem(hdr: dict) -> str | None:
+    """Why the header's sform (when in use) is not a rotation times voxel sizes: ITK would silently coerce a
+    sheared matrix to the nearest rotation (only a stderr warning), moving every voxel."""
+    if int(hdr.get("sform_code") or 0) <= 0:
+        return None
+    m = np.asarray(hdr["srow"], dtype=float).reshape(3, 4)[:, :3]
+    norms = np.linalg.norm(m, axis=0)
+    if not np.all(np.isfinite(m)) or np.any(norms <= 0):
+        return "NIfTI header has an invalid sform matrix (zero or non-finite axis)"
+    found = direction_problem(m / norms)
+    return f"NIfTI header sform: {found}" if found else None
 
 
 def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, str] | None:
@@ -50,6 +70,8 @@ def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, 
     ITK's NIfTI reader zero-fills a truncated file, turns NaN/inf voxels into 0 and treats a zero
     pixdim as 1 mm, all without raising. This reads the header and streams the voxel payload (through
     gzip for ``.nii.gz``) to catch those: truncation, invalid voxel size, non-finite voxels.
+    A ``.nii.gz`` is read to the end of its compressed stream, so a flipped bit (gzip CRC-32 error) is caught too,
+    and a sheared sform (non-orthogonal axes) is a ``header`` problem.
     ``kind`` is ``truncated``, ``header`` or ``nonfinite``. Non-NIfTI files (and ``.hdr/.img`` pairs) return None.
     """
     path = Path(path)
@@ -68,6 +90,9 @@ def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, 
             pix = [float(v) for v in hdr["pixdim"][1:min(ndim, 3) + 1]]
             if any(not np.isfinite(v) or v <= 0 for v in pix):
                 return "header", f"NIfTI header has an invalid voxel size (pixdim {_fmt(pix)} mm; each must be > 0)"
+            sheared = _sform_problem(hdr)
+            if sheared:
+                return "header", sheared
             if min(dims) < 1 or hdr["bitpix"] <= 0 or hdr["bitpix"] % 8:
                 return "header", f"NIfTI header is inconsistent (dim {dims}, bitpix {hdr['bitpix']})"
             need = int(np.prod(dims, dtype=np.int64)) * (hdr["bitpix"] // 8)
@@ -84,6 +109,9 @@ def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, 
                     usable = len(block) - len(block) % dtype.itemsize
                     nonfinite += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], dtype))))
                 got += len(block)
+            if got >= need and opener is gzip.open:
+                while fh.read(step):  # to the end: gzip checks CRC-32 and length only there
+                    pass
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         return "truncated", f"compressed data is cut off or corrupt ({e})"
     except (OSError, struct.error, ValueError, OverflowError) as e:
@@ -115,6 +143,9 @@ def read_image(path: str | Path, series_uid: str | None = None, case_id: str | N
         vol = read_dicom_series(path, series_uid=series_uid, case_id=case_id)
     else:
         vol = _read_file(path, case_id, what="image")
+    sheared = direction_problem(vol.direction)
+    if sheared:
+        raise IngestError(case_message(case_id, path, f"image: {sheared}", _SHEAR_HINT))
     arr = vol.array
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
@@ -134,13 +165,13 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
         raise IngestError(case_message(case_id, path, f"cannot read {what} ({first})",
                                        "the file is corrupt, truncated or not an image; re-export it")) from None
     nonfinite = 0
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        found = nifti_payload_problem(path)
+    if is_nifti(path):
+        found = nifti_problem(path)
         if found is not None and found[0] == "nonfinite":
             nonfinite = int(found[1].split()[0])
         elif found is not None:
             hint = ("the file was cut off or damaged (interrupted copy or download?); copy or export it again"
-                    if found[0] == "truncated" else "fix the file header (voxel sizes, dimensions)")
+                    if found[0] == "truncated" else _SHEAR_HINT if "sform" in found[1] else "fix the file header (voxel sizes, dimensions)")
             raise IngestError(case_message(case_id, path, f"cannot read {what}: {found[1]}", hint))
     dim = img.GetDimension()
     if img.GetNumberOfComponentsPerPixel() != 1:
@@ -156,6 +187,9 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
     elif dim != 3:
         raise IngestError(case_message(case_id, path, f"{what} is {dim}D (size {img.GetSize()})", "radae needs 3D volumes"))
     vol = Volume.from_sitk(img, meta={"path": str(path)})
+    sheared = direction_problem(vol.direction)
+    if sheared:
+        raise IngestError(case_message(case_id, path, f"{what}: {sheared}", _SHEAR_HINT))
     if min(vol.array.shape) < 1:
         raise IngestError(case_message(case_id, path, f"{what} is empty (size {img.GetSize()})", "re-export the volume"))
     if np.issubdtype(vol.array.dtype, np.floating):
