@@ -78,11 +78,16 @@ def validate(
 ) -> None:
     """Check the config and the manifest (no heavy work). Exits non-zero on any problem."""
     from radae.config import load_pipeline
+    from radae.errors import IngestError
     from radae.ingest import validated_manifest
+    from radae.io.integrity import manifest_file_problems
 
     try:
         cfg = load_pipeline(pipeline, overrides=set_)
         df = validated_manifest(cfg)
+        damaged = manifest_file_problems(df)
+        if damaged:
+            raise IngestError("\n".join(damaged))
     except RadaeError as e:
         _fail(e)
     typer.echo(f"ok: {pipeline}: {len(df)} lesions, {df['patient_id'].nunique()} patients, "

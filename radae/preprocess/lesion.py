@@ -1,7 +1,8 @@
 """One lesion through the shared path: read -> check -> resample -> normalise -> crop -> cache.
 
 Used by the preprocess stage (and by feature robustness re-extraction), so pretraining and extraction
-see exactly the same voxels. Results are cached under ``<cache>/preprocess/<key>/`` where the key is
+see exactly the same voxels. A cache entry holds only what is derived from the images (arrays, crops, geometry,
+hashes); case and patient ids come from the manifest row each time it is read. Results are cached under ``<cache>/preprocess/<key>/`` where the key is
 the hash of (image content, mask content, lesion spec, preprocessing config, seed, code version).
 """
 from __future__ import annotations
@@ -73,6 +74,28 @@ def _write_nifti(vol: Volume, path: Path) -> None:
                                    "replaced -> free disk space, then run again")
 
 
+#: a CT whose values are all >= 0 with a median above this is in raw scanner units, not Hounsfield units (air is
+#: -1000 HU and most of a CT field of view is air or soft tissue near 0 HU; raw uint16 values sit near +1000)
+CT_RAW_MEDIAN = 500.0
+
+
+def check_ct_units(array: np.ndarray, path, case: str) -> None:
+    """PreprocessError for a CT that cannot be in HU: minimum >= 0 and median > ``CT_RAW_MEDIAN``.
+
+    A uint16 export without its Rescale Slope/Intercept applied looks like this; processed as HU it would sit far
+    above any CT window (the lesion's mean ~1000 instead of ~0) and every intensity feature would be wrong.
+    """
+    lo = float(array.min())
+    if lo < 0:
+        return
+    med = float(np.median(array))
+    if med > CT_RAW_MEDIAN:
+        raise PreprocessError(case_message(case, path, f"CT values are not Hounsfield units (minimum {lo:g} >= 0, median "
+                                           f"{med:g} > {CT_RAW_MEDIAN:g}): raw scanner values without rescale?",
+                                           "apply the DICOM Rescale Slope/Intercept (HU = value * slope + intercept, usually "
+                                           "intercept -1024) when exporting, or re-export from the DICOM series"))
+
+
 def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: int) -> dict:
     """Process one manifest row; returns its rois.parquet index row. Raises RadaeError for bad input."""
     case = str(row["case_id"])
@@ -83,8 +106,7 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
         try:
             meta = json.loads(meta_path.read_text())
             if all(Path(meta[k]).exists() for k in ("roi_path", "radiomics_image") if meta.get(k)):
-                meta["cache_hit"] = True
-                return meta
+                return {**_identity(row), **_image_fields(meta), "cache_hit": True}
         except (ValueError, KeyError, OSError):
             pass
     _check_size(row["image"], cfg, case)
@@ -97,6 +119,8 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
     if float(image.array.max()) == float(image.array.min()):
         raise PreprocessError(case_message(case, row["image"], f"image is constant (all voxels = {image.array.flat[0]:g})",
                                            "check the file is the intended scan"))
+    if str(row["modality"]).upper() == "CT":
+        check_ct_units(image.array, row["image"], case)
     mask = None
     voxel_count = 0
     if _s(row.get("mask")):
@@ -155,7 +179,6 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
         _write_nifti(rmask, rad_mask_path)
 
     meta = {
-        "case_id": case, "patient_id": str(row["patient_id"]), "modality": str(row["modality"]),
         "roi_path": str(roi_path), "patches_path": str(patches_path),
         "radiomics_image": str(rad_img_path), "radiomics_mask": str(rad_mask_path),
         "image_sha256": _s(row.get("image_sha256")), "mask_sha256": _s(row.get("mask_sha256")), "preprocess_key": key,
@@ -166,8 +189,21 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
         "touches_border": bool(mask is not None and _touches_border(mask.array)),
     }
     atomic_write_text(meta_path, json.dumps(meta, indent=1))
-    meta["cache_hit"] = False
-    return meta
+    return {**_identity(row), **meta, "cache_hit": False}
+
+
+#: index fields that come from the manifest row, never from the cache (a cache entry is shared by every run with
+#: the same image content, whatever the patient is called there: pseudonymised, renamed, re-keyed)
+IDENTITY_FIELDS = ("case_id", "patient_id", "modality")
+
+
+def _identity(row: dict) -> dict:
+    return {k: str(row[k]) for k in IDENTITY_FIELDS}
+
+
+def _image_fields(meta: dict) -> dict:
+    """A cached meta.json without identity (entries written before identity was kept out of the cache had it)."""
+    return {k: v for k, v in meta.items() if k not in IDENTITY_FIELDS and k != "cache_hit"}
 
 
 def _touches_border(mask: np.ndarray) -> bool:
