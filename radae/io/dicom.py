@@ -7,8 +7,9 @@ missing slices, uniform slice spacing, no gantry tilt), then the voxels are read
 normal (cross product of the row and column cosines), ascending: the same rule SimpleITK/GDCM and
 rt-utils use, so voxel ``z`` index ``k`` is the ``k``-th slice of :func:`sorted_slices`.
 
-Only non-identifying header fields reach ``Volume.meta``: series/frame-of-reference UIDs, modality,
-series description, slice count, pixel units. Patient name, ID, dates are never copied.
+Only non-identifying header fields are read or reach ``Volume.meta``: series/frame-of-reference UIDs, modality,
+slice count, pixel units. Free-text tags (series/study descriptions, names, comments, private tags) are never
+read, so no message, log line or output can echo them: a series is named by its UID and folder.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ SPACING_RTOL = 1e-2  # slice gaps may differ by 1 % of the median gap (same defa
 POSITION_ATOL_MM = 1e-3
 TILT_TOL_DEG = 0.05
 _HEADER_TAGS = [
-    "Modality", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "SeriesDescription", "FrameOfReferenceUID",
+    "Modality", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID",
     "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "InstanceNumber",
     "NumberOfFrames", "GantryDetectorTilt", "Units",
 ]
@@ -47,7 +48,6 @@ class SliceHeader:
     sop_uid: str
     sop_class_uid: str
     modality: str
-    description: str
     frame_of_reference_uid: str
     position_mm: tuple[float, float, float] | None
     orientation: tuple[float, ...] | None  # row cosine (3) + column cosine (3)
@@ -74,12 +74,11 @@ class SeriesInfo:
 
     uid: str
     modality: str
-    description: str
     slices: tuple[SliceHeader, ...]
 
     def summary(self) -> str:
-        desc = f" {self.description!r}" if self.description else ""
-        return f"{self.uid} ({self.modality}{desc}, {len(self.slices)} slices)"
+        """UID, modality, slice count: never free-text tags (descriptions can hold names and record numbers)."""
+        return f"{self.uid} ({self.modality}, {len(self.slices)} slices)"
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
@@ -121,7 +120,6 @@ def read_header(path: str | Path) -> SliceHeader | None:
         sop_uid=_text(ds, "SOPInstanceUID"),
         sop_class_uid=_text(ds, "SOPClassUID"),
         modality=_text(ds, "Modality").upper(),
-        description=_text(ds, "SeriesDescription"),
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         position_mm=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
         orientation=_floats(ds, "ImageOrientationPatient", 6),
@@ -153,7 +151,7 @@ def list_series(folder: str | Path, headers: list[SliceHeader] | None = None) ->
             groups.setdefault(h.series_uid, []).append(h)
     out = []
     for uid, sl in groups.items():
-        out.append(SeriesInfo(uid=uid, modality=sl[0].modality, description=sl[0].description, slices=tuple(sl)))
+        out.append(SeriesInfo(uid=uid, modality=sl[0].modality, slices=tuple(sl)))
     return sorted(out, key=lambda s: s.uid)
 
 
@@ -259,7 +257,7 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None, case_id
     """Read one DICOM image series folder as a 3D Volume (array (z, y, x), LPS geometry).
 
     ``series_uid`` picks a series when the folder holds several; without it such a folder is an
-    IngestError listing each series' UID, modality, description and slice count. Pixel values are the
+    IngestError listing each series' UID, modality and slice count. Pixel values are the
     stored values after Rescale Slope/Intercept (HU for CT; PET stays in its stored units, see
     ``meta['units']`` -- no SUV conversion is done here).
     """
@@ -289,7 +287,6 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None, case_id
         "source": "dicom",
         "series_uid": series.uid,
         "modality": series.modality,
-        "series_description": series.description,
         "frame_of_reference_uid": slices[0].frame_of_reference_uid,
         "n_slices": len(slices),
         "units": slices[0].units,
