@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from radae.config import STAGES, PipelineConfig, stable_hash
+from radae.csvsafe import to_csv_text
 from radae.errors import RadaeError, RunLockedError
 from radae.fsutil import WRITE_ERRNOS, atomic_write_text, ensure_dir, output_write_error, remove_stale_temps, run_lock
 
@@ -110,7 +111,7 @@ def _read_stage_meta(d: Path) -> dict:
 def _write_failures(ctx: RunContext, name: str) -> None:
     d = ctx.stage_dir(name)
     df = pd.DataFrame(ctx.failures, columns=FAILURE_COLUMNS)
-    atomic_write_text(d / "failures.csv", df.to_csv(index=False))
+    atomic_write_text(d / "failures.csv", to_csv_text(df))
     # run-level failures.csv = concatenation of every stage's, in pipeline order
     frames = []
     for s in STAGES:
@@ -118,7 +119,7 @@ def _write_failures(ctx: RunContext, name: str) -> None:
         if f.exists():
             frames.append(pd.read_csv(f, dtype=str, keep_default_na=False))
     allf = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FAILURE_COLUMNS)
-    atomic_write_text(ctx.run_dir / "failures.csv", allf.to_csv(index=False))
+    atomic_write_text(ctx.run_dir / "failures.csv", to_csv_text(allf))
 
 
 def write_run_header(ctx: RunContext) -> None:

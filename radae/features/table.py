@@ -2,7 +2,8 @@
 
 A lesion table has one row per lesion: ``case_id, patient_id`` first, then the features in a fixed order
 (:func:`feature_order`), rows sorted by ``(patient_id, case_id)``. It is written as Parquet and as a CSV twin by
-:class:`TableWriter`, chunk by chunk (one row group in memory at a time), each file through
+:class:`TableWriter`, chunk by chunk (one row group in memory at a time; CSV text cells that a spreadsheet would evaluate get a leading ``'``, see
+:mod:`radae.csvsafe`, while Parquet keeps the raw values), each file through
 :func:`radae.fsutil.atomic_path` (temp file + rename), so a crash never leaves a half-written table.
 
 Provenance travels with the data: the Parquet schema metadata key ``radae.provenance`` holds the table's provenance
@@ -26,6 +27,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
+from radae.csvsafe import neutralise_cell, neutralise_frame
 from radae.errors import ExtractError
 from radae.fsutil import atomic_path
 
@@ -158,7 +160,7 @@ class TableWriter:
             csv_tmp = self._stack.enter_context(atomic_path(self.path.with_suffix(".csv"), suffix=".csv"))
             self._pq = pq.ParquetWriter(pq_tmp, self.schema)
             self._csv = open(csv_tmp, "w", newline="", encoding="utf-8")
-            self._csv.write(",".join(_csv_field(c) for c in self.columns) + "\n")
+            self._csv.write(",".join(_csv_field(neutralise_cell(c)) for c in self.columns) + "\n")
         except BaseException:
             self._stack.__exit__(*sys.exc_info())
             raise
@@ -172,7 +174,8 @@ class TableWriter:
             return
         chunk = self._conform(chunk)
         self._check_order(chunk)
-        chunk.to_csv(self._csv, index=False, header=False, lineterminator="\n")
+        text = [c for c, k in self.columns.items() if k == "text"]
+        neutralise_frame(chunk, text).to_csv(self._csv, index=False, header=False, lineterminator="\n")  # Parquet: raw
         self._buffer.append(pa.RecordBatch.from_pandas(chunk, schema=self.schema, preserve_index=False))  # compact
         self._buffered += len(chunk)
         self.rows += len(chunk)

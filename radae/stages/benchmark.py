@@ -84,6 +84,7 @@ import numpy as np
 import pandas as pd
 
 from radae.config import BenchmarkConfig, PipelineConfig
+from radae.csvsafe import to_csv_text
 from radae.errors import BenchmarkError, RadaeError, case_message
 from radae.evaluate import baselines, cv, redundancy, robustness, stats
 from radae.evaluate.survival import km_curves, survival_y
@@ -891,7 +892,7 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
     comparisons = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=COMPARISON_COLUMNS)
     _write_parquet(cv_results, out_dir / "cv_results.parquet")
     _write_parquet(predictions, out_dir / "predictions.parquet")
-    atomic_write_text(out_dir / "comparisons.csv", comparisons.to_csv(index=False))
+    atomic_write_text(out_dir / "comparisons.csv", to_csv_text(comparisons))
     km = pd.concat(kms, ignore_index=True) if kms else pd.DataFrame(columns=KM_COLUMNS)
     _write_parquet(km[KM_COLUMNS], out_dir / "km.parquet")
     summary["comparisons"] = {"n": int(len(comparisons)), "n_significant": int(comparisons["significant"].fillna(False).astype(bool).sum()) if len(comparisons) else 0,

@@ -42,6 +42,7 @@ import pandas as pd
 
 from radae import __version__ as radae_version
 from radae.config import stable_hash
+from radae.csvsafe import to_csv_text
 from radae.errors import ExtractError, case_message
 from radae.features import dictionary as dct
 from radae.features import handcrafted as hc
@@ -428,7 +429,7 @@ def run(ctx: RunContext) -> None:
                                     "columns": list(LESION_PROVENANCE_COLUMNS)}
 
     dic = pd.concat(dictionary_parts, ignore_index=True)
-    atomic_write_text(out / "data_dictionary.csv", dic.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out / "data_dictionary.csv", to_csv_text(dic, lineterminator="\n"))
     atomic_write_text(out / "provenance.json", json.dumps(tbl.json_clean(sidecar), indent=1, sort_keys=False, default=str))
     atomic_write_text(out / "summary.json", json.dumps(tbl.json_clean(summary), indent=1))
     logger.info("extract: %s", "; ".join(f"{k}: {v['extracted']}/{v['lesions']} lesions ({v['lesions_per_s']} lesions/s)"
