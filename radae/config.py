@@ -192,6 +192,8 @@ class PretrainConfig(_Model):
     ssim_weight: float = Field(0.5, ge=0.0, le=1.0)  # ssim_mse: w * (1 - SSIM) + (1 - w) * MSE
     sources: tuple[Literal["rois", "patches"], ...] = ("rois", "patches")
     include_evaluation_patients: bool = False
+    # one autoencoder on several modalities (e.g. MR and PET lesions together) only when asked for
+    allow_mixed_modalities: bool = False
     steps: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=1, le=4096)
     lr: float = Field(1e-3, gt=0.0, le=1.0)

@@ -191,6 +191,11 @@ def collect_items(df: pd.DataFrame, cfg: PipelineConfig, roi_size_zyx: tuple[int
                        info["patches_skipped_no_mask"])
     if not items:
         raise TrainError("pretrain: no usable ROI or patch files (see pretrain/failures.csv) -> re-run preprocess")
+    mods = sorted({it.modality for it in items})
+    if len(mods) > 1 and not pcfg.allow_mixed_modalities:
+        raise TrainError(f"pretrain: the training lesions mix modalities ({', '.join(mods)}); one autoencoder would learn "
+                         "them as one kind of image -> keep one modality per pipeline (data.modalities: [MR]) or set "
+                         "pretrain.allow_mixed_modalities: true (recorded in the run)")
     patients = sorted({it.patient_id for it in items})
     n_val = 0
     if pcfg.val_fraction > 0 and len(patients) >= 2:

@@ -58,6 +58,7 @@ TINY_PRETRAIN = {
     "model": {"channels": [4, 8], "strides": [2, 2], "latent_dim": 8, "num_res_units": 0},
     "steps": 6, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "eval_every": 3, "checkpoint_every": 3,
     "log_every": 1, "val_fraction": 0.34, "device": "cpu",
+    "allow_mixed_modalities": True,  # make_preprocessed_run mixes CT, MR and PET on purpose (per-modality noise)
 }
 
 
