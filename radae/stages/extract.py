@@ -9,7 +9,8 @@ grid), ``ingest/cases.parquet`` (original image/mask for ``extract.radiomics.gri
   table's settings, versions and checkpoint hash)
 - ``lesion_provenance.parquet`` / ``.csv``: one row per lesion and table - source and input file hashes,
   preprocess key, PyRadiomics' diagnostics (JSON) - joinable on ``case_id``
-- ``latent_patient.*`` / ``radiomics_patient.*`` with ``extract.aggregate: largest | volume_weighted_mean``
+- ``latent_patient.*`` / ``radiomics_patient.*`` with ``extract.aggregate: largest | volume_weighted_mean`` (one
+  block of columns per modality, prefixed ``MR_`` etc., when the cohort has several: :mod:`radae.features.aggregate`)
 - ``data_dictionary.csv``, ``provenance.json`` (sidecar, with date and paths), ``summary.json`` (counts, timings,
   lesions/s), ``ibsi_compliance.csv`` (the shipped IBSI table, :mod:`radae.features.ibsi`)
 - ``partial/radiomics/*.json``: one file per extracted lesion, keyed by settings + inputs. A re-run (after a crash,
@@ -44,6 +45,7 @@ from radae import __version__ as radae_version
 from radae.config import stable_hash
 from radae.csvsafe import to_csv_text
 from radae.errors import ExtractError, case_message
+from radae.features import aggregate as agg
 from radae.features import dictionary as dct
 from radae.features import handcrafted as hc
 from radae.features import table as tbl
@@ -379,6 +381,8 @@ def run(ctx: RunContext) -> None:
     sidecar: dict = {"created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **common,
                      "config_hash": ctx.cfg.hash(), "run_dir": str(ctx.run_dir.resolve()), "tables": {}}
     volume = rois.set_index("case_id")["lesion_volume_ml"] if "lesion_volume_ml" in rois else pd.Series(dtype=float)
+    modality = rois.set_index("case_id")["modality"].astype(str)
+    modalities = sorted(modality.unique())
     dictionary_parts = []
 
     def patients(name: str, columns: list[str]) -> None:
@@ -387,10 +391,15 @@ def run(ctx: RunContext) -> None:
             return
         feats = [c for c in columns if c not in tbl.KEYS]
         pcols = {"patient_id": "text", "n_lesions": "int", "case_ids": "text", **{c: "float" for c in feats}}
+        lesions = tbl.iter_table(out / f"{name}.parquet")
+        chunks = tbl.aggregate_patient_chunks(lesions, volume, ecfg.aggregate)
+        if len(modalities) > 1:  # never one column for MR rows of some patients and PET rows of others
+            pcols = agg.modality_columns(feats, modalities)
+            chunks = agg.aggregate_by_modality(lesions, volume, modality, ecfg.aggregate, modalities)
         with tbl.TableWriter(out / f"{name}_patient.parquet", pcols, sort_keys=("patient_id",),
                              provenance={**common, "table": f"{name}_patient", "aggregate": ecfg.aggregate,
-                                         "from": f"{name}.parquet"}) as w:
-            for chunk in tbl.aggregate_patient_chunks(tbl.iter_table(out / f"{name}.parquet"), volume, ecfg.aggregate):
+                                         "from": f"{name}.parquet", "modalities": modalities}) as w:
+            for chunk in chunks:
                 w.write(chunk)
 
     with tbl.TableWriter(out / "lesion_provenance.parquet", LESION_PROVENANCE_COLUMNS, {**common, "table": "lesion_provenance"},
