@@ -11,6 +11,15 @@ things are done around it so the result is right for any series:
   (max(Rows, Columns)) with the two spacings swapped; the result is cropped back to (Rows, Columns).
   Both are covered by tests with non-square, anisotropic synthetic series.
 
+- Contours whose ``ContourImageSequence`` names SOP Instance UIDs that match no slice (re-anonymisation
+  regenerates them) while the RTSTRUCT names this series or frame of reference: each contour is placed on the
+  slice at its position along the slice normal, in the image's own index space, if it lies within
+  ``FALLBACK_TOL`` slice gaps of that slice's plane (a contour further off lies between slices and is refused).
+  This is recorded: :func:`rtstruct_to_mask` returns the warning in ``meta["warnings"]`` and preprocess carries it
+  into ``rois.parquet`` and ``lesion_provenance``. A series or frame of reference that differs is still refused.
+- Several contours on one slice are filled together by OpenCV's ``fillPoly`` (even-odd rule): a contour inside
+  another is a hole, disjoint contours are separate parts.
+
 Slices are taken in :func:`radae.io.dicom.sorted_slices` order (ascending along the slice normal,
 as SimpleITK reads them), and each slice is checked to sit at the matching z index of ``reference``.
 """
@@ -33,6 +42,9 @@ from radae.io.volume import Volume
 logger = logging.getLogger(__name__)
 
 PLANE_TOL = 0.5  # a contour belongs to a slice if it lies within this fraction of a slice gap of its plane
+#: with stale SOP UIDs the z position is the only link to a slice, so it must be unambiguous: within this fraction
+#: of a slice gap of a plane (a contour 0.25-0.5 gaps off is between two slices, e.g. from another reconstruction)
+FALLBACK_TOL = 0.25
 GRID_ATOL_MM = 0.05
 
 
@@ -131,16 +143,36 @@ def _check_reference_grid(slices: list[SliceHeader], reference: Volume, image_fo
                                            f"is not at z index {k} of the image grid", "read the image from this series folder"))
 
 
+def _linked(ds: Dataset, series_uid: str, frame_uid: str) -> bool:
+    """The RTSTRUCT names this series or its frame of reference (mismatches were refused by :func:`_pick_series`)."""
+    fors = {str(fr.get("FrameOfReferenceUID", "")) for fr in ds.get("ReferencedFrameOfReferenceSequence", [])} - {""}
+    return series_uid in referenced_series_uids(ds) or bool(frame_uid and frame_uid in fors)
+
+
+def _series_image_refs(ds: Dataset) -> list[str]:
+    """SOP Instance UIDs of the series-level image list (RTReferencedSeriesSequence > ContourImageSequence)."""
+    return [str(im.ReferencedSOPInstanceUID)
+            for fr in ds.get("ReferencedFrameOfReferenceSequence", []) for st in fr.get("RTReferencedStudySequence", [])
+            for se in st.get("RTReferencedSeriesSequence", []) for im in se.get("ContourImageSequence", [])
+            if "ReferencedSOPInstanceUID" in im]
+
+
 def _attach_contours(ds: Dataset, roi_number: int, slices: list[SliceHeader], path: Path, roi: str,
-                     case_id: str | None) -> int:
-    """Point every contour of the ROI at the slice whose plane it lies in; return the number of closed contours."""
+                     case_id: str | None, reference: Volume | None = None, linked: bool = False,
+                     warnings: list[str] | None = None) -> int:
+    """Point every contour of the ROI at the slice whose plane it lies in; return the number of closed contours.
+
+    A contour whose image references match no slice is placed by position when ``linked`` (the RTSTRUCT names the
+    series or frame of reference) and it lies within ``FALLBACK_TOL`` gaps of a slice in ``reference``'s index
+    space; the count goes to ``warnings``. Otherwise that is an IngestError.
+    """
     normal = slices[0].normal
     along = np.array([normal @ np.asarray(h.position_mm) for h in slices])
     gap = float(np.median(np.diff(along)))
     by_uid = {h.sop_uid: h for h in slices}
     items = [c for c in ds.ROIContourSequence if int(c.ReferencedROINumber) == roi_number]
     contours = [ct for item in items for ct in item.get("ContourSequence", [])]
-    closed = 0
+    closed = placed = 0
     for ct in contours:
         kind = str(ct.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
         if kind != "CLOSED_PLANAR":
@@ -158,14 +190,28 @@ def _attach_contours(ds: Dataset, roi_number: int, slices: list[SliceHeader], pa
                                            f"image series ({along[0]:.2f}..{along[-1]:.2f} mm)", "give the series it was drawn on"))
         refs = [str(r.ReferencedSOPInstanceUID) for r in ct.get("ContourImageSequence", []) if "ReferencedSOPInstanceUID" in r]
         foreign = [u for u in refs if u not in by_uid]
-        if foreign:
+        if foreign and not linked:
             raise IngestError(case_message(case_id, path, f"ROI {roi!r}: contours refer to image {foreign[0]} that is not in the "
                                            "image series", "give the series the structures were drawn on"))
+        if foreign:
+            kz = float(reference.physical_to_index(pts.mean(axis=0))[2]) if reference is not None else (z.mean() - along[0]) / gap
+            off = abs(kz - round(kz))
+            if off > FALLBACK_TOL:
+                raise IngestError(case_message(case_id, path, f"ROI {roi!r}: a contour refers to image {foreign[0]}, which is not "
+                                               f"in the image series, and lies between slices (z index {kz:.2f}, {off:.2f} "
+                                               "slice gaps from the nearest), so it cannot be placed by position",
+                                               "give the series the structures were drawn on"))
+            k = min(max(int(round(kz)), 0), len(slices) - 1)
+            placed += 1
         item = Dataset()
         item.ReferencedSOPClassUID = slices[k].sop_class_uid
         item.ReferencedSOPInstanceUID = slices[k].sop_uid
         ct.ContourImageSequence = Sequence([item])
         closed += 1
+    if placed and warnings is not None:
+        warnings.append(f"rtstruct: {placed} of {len(contours)} contours refer to SOP Instance UIDs not in the image series "
+                        "(regenerated by re-anonymisation?); placed on the slice at their z position (same series / frame "
+                        "of reference)")
     return closed
 
 
@@ -199,6 +245,8 @@ def rtstruct_to_mask(
     Returns a uint8 0/1 Volume with ``reference``'s geometry, array (z, y, x). IngestError when the ROI
     name is unknown (the message lists the ROIs), when the RTSTRUCT refers to a series or frame of
     reference other than the image's, when contours lie off the image slices, or when the mask is empty.
+    ``meta["warnings"]``: what was done that the user should know (contours placed by position because their image
+    references are stale).
     """
     from rt_utils import RTStruct
 
@@ -210,7 +258,13 @@ def rtstruct_to_mask(
     slices = sorted_slices(series, image_folder, case_id)
     _check_reference_grid(slices, reference, image_folder, case_id)
     ds = copy.deepcopy(ds)
-    if _attach_contours(ds, number, slices, path, roi, case_id) == 0:
+    warnings: list[str] = []
+    linked = _linked(ds, series.uid, slices[0].frame_of_reference_uid)
+    listed = _series_image_refs(ds)
+    if listed and linked and not set(listed) & {h.sop_uid for h in slices}:
+        warnings.append(f"rtstruct: none of the {len(listed)} images the structure set lists is in the image series (SOP "
+                        "Instance UIDs regenerated?); contours placed by z position (same series / frame of reference)")
+    if _attach_contours(ds, number, slices, path, roi, case_id, reference, linked, warnings) == 0:
         raise IngestError(case_message(case_id, path, f"ROI {roi!r} has no closed contours", "pick an ROI that outlines the lesion"))
     try:
         mask = RTStruct(_square_headers(slices), ds).get_roi_mask_by_name(roi)
@@ -222,5 +276,7 @@ def rtstruct_to_mask(
     arr = np.ascontiguousarray(np.transpose(mask[:rows, :cols, :], (2, 0, 1))).astype(np.uint8)
     if not arr.any():
         raise IngestError(case_message(case_id, path, f"ROI {roi!r} is empty on the image grid", "check the contours"))
-    meta = {"path": str(path), "source": "rtstruct", "roi_name": roi, "series_uid": series.uid}
+    for w in warnings:
+        logger.warning("%s", case_message(case_id, path, w))
+    meta = {"path": str(path), "source": "rtstruct", "roi_name": roi, "series_uid": series.uid, "warnings": warnings}
     return Volume(arr, reference.spacing_mm, reference.origin_mm, reference.direction, meta)

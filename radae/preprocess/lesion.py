@@ -123,9 +123,11 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
         check_ct_units(image.array, row["image"], case)
     mask = None
     voxel_count = 0
+    warnings: list[str] = []  # what the readers did that the user should know (-> rois.parquet, lesion_provenance)
     if _s(row.get("mask")):
         mask = read_mask(row["mask"], _s(row.get("mask_label")) or None, image, image_path=row["image"], case_id=case)
         voxel_count = int(mask.array.sum())
+        warnings += [str(w) for w in mask.meta.get("warnings", [])]
     resampled = F.resample(image, cfg.spacing_mm, cfg.interpolator)
     mask_r = F.resample_mask(mask, resampled, cfg.mask_interpolation) if mask is not None else None
     if mask is not None:
@@ -187,6 +189,7 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
         "roi_z": size_zyx[0], "roi_y": size_zyx[1], "roi_x": size_zyx[2],
         "lesion_volume_ml": voxel_count * image.voxel_volume_ml, "voxel_count": voxel_count,
         "touches_border": bool(mask is not None and _touches_border(mask.array)),
+        "warnings": "; ".join(warnings),
     }
     atomic_write_text(meta_path, json.dumps(meta, indent=1))
     return {**_identity(row), **meta, "cache_hit": False}

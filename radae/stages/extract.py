@@ -8,7 +8,8 @@ grid), ``ingest/cases.parquet`` (original image/mask for ``extract.radiomics.gri
   ``case_id, patient_id`` first (see :mod:`radae.features.table`); Parquet metadata ``radae.provenance`` (the
   table's settings, versions and checkpoint hash)
 - ``lesion_provenance.parquet`` / ``.csv``: one row per lesion and table - source and input file hashes,
-  preprocess key, PyRadiomics' diagnostics (JSON) - joinable on ``case_id``
+  preprocess key, PyRadiomics' diagnostics (JSON), reader warnings (e.g. RTSTRUCT contours placed by position) -
+  joinable on ``case_id``
 - ``latent_patient.*`` / ``radiomics_patient.*`` with ``extract.aggregate: largest | volume_weighted_mean`` (one
   block of columns per modality, prefixed ``MR_`` etc., when the cohort has several: :mod:`radae.features.aggregate`)
 - ``data_dictionary.csv``, ``provenance.json`` (sidecar, with date and paths), ``summary.json`` (counts, timings,
@@ -141,7 +142,7 @@ CHUNK_ROWS = 512
 #: ``lesion_provenance.parquet``: one row per lesion and feature table, what each row of that table came from
 LESION_PROVENANCE_COLUMNS = {c: "text" for c in (
     "table", "case_id", "patient_id", "modality", "preprocess_key", "source_image_sha256", "source_mask_sha256",
-    "input_image_sha256", "input_mask_sha256", "diagnostics")}
+    "input_image_sha256", "input_mask_sha256", "diagnostics", "warnings")}
 LESION_PROVENANCE_KEYS = ("table", "patient_id", "case_id")
 
 
@@ -163,13 +164,13 @@ class _Sources:
         def col(df, name):
             return dict(zip(df["case_id"], map(_text, df[name]))) if name in df else {}
 
-        self.modality, self.pkey = col(rois, "modality"), col(rois, "preprocess_key")
+        self.modality, self.pkey, self.warnings = col(rois, "modality"), col(rois, "preprocess_key"), col(rois, "warnings")
         self.image, self.mask = col(cases, "image_sha256"), col(cases, "mask_sha256")
 
     def row(self, table: str, case: str, patient: str, **extra) -> dict:
         return {"table": table, "case_id": case, "patient_id": patient, "modality": self.modality.get(case, ""),
                 "preprocess_key": self.pkey.get(case, ""), "source_image_sha256": self.image.get(case, ""),
-                "source_mask_sha256": self.mask.get(case, ""), **extra}
+                "source_mask_sha256": self.mask.get(case, ""), "warnings": self.warnings.get(case, ""), **extra}
 
 
 def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Path, common: dict,
@@ -335,7 +336,7 @@ def _common_provenance(ctx: RunContext) -> dict:
 
 #: the columns of the stage's inputs it uses (only these are read: the index is held for the whole stage)
 ROI_COLUMNS = ("case_id", "patient_id", "modality", "roi_path", "radiomics_image", "radiomics_mask", "preprocess_key",
-               "lesion_volume_ml")
+               "lesion_volume_ml", "warnings")
 CASE_COLUMNS = ("case_id", "patient_id", "image", "mask", "image_sha256", "mask_sha256", "mask_label", "series_uid")
 
 
