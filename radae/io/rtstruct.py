@@ -115,14 +115,18 @@ def _pick_series(ds: Dataset, image_folder: Path, reference: Volume, path: Path,
                                            f"{image_folder} (series there: {present})",
                                            "give the image series the structures were drawn on"))
         if len(hits) == 1:
-            return hits[0]
+            return _check_frame(ds, hits[0], path, case_id)
         series = hits
     if ref_uid:
         series = [s for s in series if s.uid == ref_uid] or series
     if len(series) != 1:
         raise IngestError(case_message(case_id, image_folder, f"{len(series)} series and the RTSTRUCT names none of them",
                                        "set series_uid in the manifest"))
-    chosen = series[0]
+    return _check_frame(ds, series[0], path, case_id)
+
+
+def _check_frame(ds: Dataset, chosen, path: Path, case_id: str | None):
+    """``chosen`` if the RTSTRUCT's frame of reference (when it names one) is the series'; else IngestError."""
     for_uids = {str(fr.get("FrameOfReferenceUID", "")) for fr in ds.get("ReferencedFrameOfReferenceSequence", [])} - {""}
     img_for = chosen.slices[0].frame_of_reference_uid
     if for_uids and img_for and img_for not in for_uids:
