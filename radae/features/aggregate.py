@@ -62,7 +62,7 @@ def aggregate_by_modality(chunks: Iterable[pd.DataFrame], volume_ml: pd.Series, 
             agg = agg.rename(columns={"n_lesions": f"{m}_n_lesions", "case_ids": f"{m}_case_ids",
                                       **{c: f"{m}_{c}" for c in feats}})
             out = out.merge(agg, on="patient_id", how="left")
-            out[f"{m}_n_lesions"] = out[f"{m}_n_lesions"].fillna(0).astype(np.int64)
+            out[f"{m}_n_lesions"] = pd.to_numeric(out[f"{m}_n_lesions"]).fillna(0).astype(np.int64)
             out[f"{m}_case_ids"] = out[f"{m}_case_ids"].fillna("")
         out.insert(1, "n_lesions", sum(out[f"{m}_n_lesions"] for m in modalities).astype(np.int64))
         out.insert(2, "case_ids", [";".join(sorted(used[p])) for p in out["patient_id"]])
