@@ -196,6 +196,7 @@ def collect_items(df: pd.DataFrame, cfg: PipelineConfig, roi_size_zyx: tuple[int
         raise TrainError(f"pretrain: the training lesions mix modalities ({', '.join(mods)}); one autoencoder would learn "
                          "them as one kind of image -> keep one modality per pipeline (data.modalities: [MR]) or set "
                          "pretrain.allow_mixed_modalities: true (recorded in the run)")
+    info["modalities"], info["allow_mixed_modalities"] = mods, pcfg.allow_mixed_modalities
     patients = sorted({it.patient_id for it in items})
     n_val = 0
     if pcfg.val_fraction > 0 and len(patients) >= 2:
