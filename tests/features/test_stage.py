@@ -41,7 +41,8 @@ def test_stage_writes_tables_dictionary_provenance(tiny_run):
     pd.testing.assert_frame_equal(pd.read_csv(out / "latent.csv", dtype={"patient_id": str}), lat, check_exact=False, rtol=1e-15)
     dic = pd.read_csv(out / "data_dictionary.csv")
     assert dic["feature"].tolist() == list(lat.columns[2:]) + list(rad.columns[2:])
-    assert set(dic["family"]) == {"latent", "shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"}
+    assert set(dic["family"]) == {"latent", "shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm",
+                                  "learned_pooled", "anomaly", "random_encoder", "random_pooled"}
     prov = read_provenance(out / "radiomics.parquet")
     assert prov["grid"] == "resampled" and prov["versions"]["pyradiomics"] == "3.0.1"
     assert "lesions" not in prov and prov["lesion_provenance"] == "lesion_provenance.parquet"  # per lesion: a table
