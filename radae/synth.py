@@ -41,6 +41,8 @@ from radae.io.readers import nifti_payload_problem
 
 logger = logging.getLogger(__name__)
 
+SYNTH_VERSION = 2  # bump when the generator's output changes: an existing cohort folder is then regenerated
+
 # property -> (class-0 mean, class-1 shift, patient-level noise sd); see the module docstring
 CLASS_EFFECTS = {
     "lobulation": (0.12, 0.06, 0.06),

@@ -48,6 +48,21 @@ def diagnostics_blocks(ctx) -> list:
     ]
 
 
+def oracle_blocks(ctx) -> list:
+    """The synthetic cohort's oracle AUC (``synth/oracle.json``): the ceiling any feature set can reach on average."""
+    if not ctx.run.exists("synth/oracle.json"):  # not a synthetic cohort: nothing to say, nothing missing
+        return []
+    oracle = ctx.run.json("synth/oracle.json")
+    if not oracle or oracle.get("oracle_auc") is None:
+        return []
+    effects = ", ".join(oracle.get("class_effects") or {})
+    return [Paragraph(Markup(
+        "Synthetic cohort: the class is planted as a mix of lesion properties ({}), each blurred by patient-level noise. "
+        "The Bayes-optimal classifier on these hidden properties reaches an oracle AUC of {} ({} level): no feature "
+        "set computed from the images can be expected to exceed it.").format(
+        effects, ctx.keys.put("data.oracle_auc", oracle["oracle_auc"], ".3f"), oracle.get("unit", "lesion")))]
+
+
 def _ci_above_control(res: dict, ctrl: dict, metric: str) -> bool | None:
     """Best model's interval lower bound > the same model's shuffled-label mean; None if not measured."""
     best = None
@@ -63,7 +78,7 @@ def _ci_above_control(res: dict, ctrl: dict, metric: str) -> bool | None:
 
 def banner_messages(ctx) -> list[str]:
     out = []
-    diag = ctx.run.json("pretrain/diagnostics.json")
+    diag = ctx.run.json("pretrain/diagnostics.json") if ctx.run.exists("pretrain/diagnostics.json") else None
     conv = (diag or {}).get("convergence") or {}
     if diag is not None and not conv.get("converged", True):
         out.append("The encoder did not converge: " + ("; ".join(conv.get("reasons") or []) or "see the pretraining section")

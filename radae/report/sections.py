@@ -18,7 +18,7 @@ from markupsafe import Markup
 from radae.report import plots
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Figure, Heading, Note, Paragraph, Pre, Section, Table
-from radae.report.learned_checks import diagnostics_blocks
+from radae.report.learned_checks import diagnostics_blocks, oracle_blocks
 from radae.report.keys import KeyNumbers, format_number, key_segment
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,8 @@ def data_section(ctx: Context) -> Section:
         else "held out of pretraining",
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
+
+    sec.add(*oracle_blocks(ctx))
 
     # outcomes, at patient level
     spec = outcome_spec(ctx)
