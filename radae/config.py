@@ -146,6 +146,13 @@ class SparseConfig(_Model):
     target: float = Field(0.05, gt=0.0, lt=1.0)
 
 
+class ContractiveConfig(_Model):
+    """Contractive penalty ``weight * ||d code / d input||_F^2`` (random-projection estimate, double backprop)."""
+
+    weight: float = Field(0.0, ge=0.0)
+    projections: int = Field(1, ge=1, le=64)
+
+
 class ModelConfig(_Model):
     kind: Literal["dae", "vae"] = "dae"
     channels: tuple[int, ...] = (16, 32, 64, 128)
@@ -159,6 +166,7 @@ class ModelConfig(_Model):
     beta: float = Field(1.0, ge=0.0)
     kl_warmup_steps: int = Field(0, ge=0)
     sparse: SparseConfig = SparseConfig()
+    contractive: ContractiveConfig = ContractiveConfig()
 
     @model_validator(mode="after")
     def _levels(self) -> "ModelConfig":
@@ -174,8 +182,11 @@ class ModelConfig(_Model):
 
 
 class NoiseConfig(_Model):
-    kind: Literal["auto", "gaussian", "rician", "poisson", "none"] = "auto"  # auto: CT gaussian, MR rician, PET poisson
+    # auto: CT gaussian, MR rician, PET poisson; mask: random 3D blocks zeroed (masked-volume corruption)
+    kind: Literal["auto", "gaussian", "rician", "poisson", "mask", "none"] = "auto"
     sigma: tuple[float, float] = (0.05, 0.15)  # sampled uniformly per batch, in normalised units
+    mask_ratio: float = Field(0.5, gt=0.0, lt=1.0)  # kind mask: probability that a block is zeroed
+    mask_block_vox: int = Field(4, ge=1, le=64)  # kind mask: edge of the zeroed cubes, voxels
 
     @field_validator("sigma")
     @classmethod
@@ -195,6 +206,8 @@ class PretrainConfig(_Model):
     # one autoencoder on several modalities (e.g. MR and PET lesions together) only when asked for
     allow_mixed_modalities: bool = False
     steps: int = Field(200, ge=1)
+    epochs: float | None = Field(None, gt=0.0, le=100000.0)  # budget in passes over the training items (overrides steps)
+    max_minutes: float | None = Field(None, gt=0.0)  # wall-clock budget of the training loop; ends the run early
     batch_size: int = Field(8, ge=1, le=4096)
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0.0)
@@ -241,6 +254,9 @@ class LatentConfig(_Model):
     # bf16: autocast the encoder to bfloat16 (CPUs with AVX512-BF16/AMX and GPUs: ~2x faster; latents within ~1 %)
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = True  # channels-last-3d memory layout for the encoder (same fp32 maths, faster kernels)
+    # feature heads besides the bottleneck (radae.features.heads): pooled -> learned_pooled, anomaly -> anomaly,
+    # random -> random_encoder / random_pooled (the untrained-encoder control)
+    heads: tuple[Literal["pooled", "anomaly", "random"], ...] = ("pooled", "anomaly", "random")
 
 
 class ExtractConfig(_Model):
@@ -302,7 +318,8 @@ class BenchmarkConfig(_Model):
     classification: ClassificationTask | None = None
     survival: SurvivalTask | None = None
     clinical: tuple[str, ...] = ()  # manifest columns used as clinical covariates
-    feature_sets: tuple[Literal["learned", "handcrafted", "combined", "volume", "voxel_pca", "clinical"], ...] = (
+    feature_sets: tuple[Literal["learned", "handcrafted", "combined", "volume", "voxel_pca", "clinical", "learned_pooled",
+                                "anomaly", "random_encoder", "random_pooled"], ...] = (
         "learned",
         "handcrafted",
         "combined",

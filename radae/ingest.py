@@ -68,12 +68,12 @@ def ensure_synth(cfg: PipelineConfig) -> None:
     ensure_imported(cfg)
     if cfg.data.synth is None:
         return
-    from radae.synth import generate_cohort
+    from radae.synth import SYNTH_VERSION, generate_cohort
 
     out = cfg.run_dir / "synth"
     s = cfg.data.synth
     stamp = out / "_synth.json"
-    want = json_sha256(s.model_dump(mode="json"))
+    want = json_sha256({**s.model_dump(mode="json"), "generator": SYNTH_VERSION})
     if stamp.exists() and stamp.read_text().strip() == want and (out / "manifest.csv").exists():
         return
     generate_cohort(out, cases=s.cases, seed=s.seed, size_vox=s.size_vox, multi_lesion_fraction=s.multi_lesion_fraction)

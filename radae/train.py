@@ -47,20 +47,21 @@ from radae.errors import RadaeError, TrainError, case_message
 from radae.fsutil import atomic_write_bytes, atomic_write_text
 from radae.models import build_model, count_parameters
 from radae.models.checkpoint import CHECKPOINT_FORMAT, FORMAT_VERSION, cpu_state_dict, read_torch, save_model, save_torch, unwrap
-from radae.models.losses import compute_loss, psnr, reconstruction_loss
-from radae.models.noise import NOISE_KINDS, corrupt, noise_codes
+from radae.models.losses import code_of, compute_loss, jacobian_frobenius_sq, psnr, reconstruction_loss
+from radae.models.noise import NOISE_KINDS, corrupt, noise_codes, noise_settings
 from radae.preprocess.store import load_patches, load_roi
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("case_id", "patient_id", "modality", "roi_path", "patches_path", "is_evaluation")
 # pretrain fields that change bookkeeping only, not the trajectory: a checkpoint stays valid when they change
-RUN_ONLY_FIELDS = ("checkpoint_every", "preview_every", "num_workers", "log_every", "device", "loader")
+RUN_ONLY_FIELDS = ("checkpoint_every", "preview_every", "num_workers", "log_every", "device", "loader", "max_minutes")
 INTENSITY_SCALE = 0.1  # augmentation: intensity * U(1 - s, 1 + s)
 INTENSITY_SHIFT = 0.05  # augmentation: + U(-s, s), normalised units
 RESIDENT_FRACTION = 0.4  # loader auto: keep data in memory if it needs < this share of free (GPU) memory
 METRIC_COLUMNS = ["step", "epoch", "split", "loss", "recon", "kl", "sparse", "beta", "lr", "grad_norm",
-                  "patches_per_s", "data_wait_fraction", "psnr_noisy", "psnr_recon", "psnr_gain_db", "elapsed_s"]
+                  "patches_per_s", "data_wait_fraction", "psnr_noisy", "psnr_recon", "psnr_gain_db", "elapsed_s",
+                  "contractive"]
 _STREAM_SEED, _SPLIT_SEED, _ORDER_SEED, _VAL_SEED = 11, 12, 13, 14
 
 
@@ -230,9 +231,15 @@ class ItemReader:
         return arr
 
     def load(self, item: Item) -> np.ndarray:
+        return self.load_with_mask(item)[0]
+
+    def load_with_mask(self, item: Item) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(model input (C, Z, Y, X) float32, lesion mask (Z, Y, X) uint8 or None for a patch)``."""
+        mask = None
         if item.index < 0:
             roi = load_roi(item.path)
             chans = [roi.image.astype(np.float32)]
+            mask = roi.mask.astype(np.uint8)
             if self.mask_channel:
                 chans.append(roi.mask.astype(np.float32))
         else:
@@ -241,7 +248,7 @@ class ItemReader:
         if not np.isfinite(out).all():
             raise TrainError(case_message(item.case_id, item.path, "non-finite voxels in a preprocessed array",
                                           "delete the preprocess cache entry and re-run preprocess"))
-        return out
+        return out, mask
 
 
 class ItemDataset(torch.utils.data.Dataset):
@@ -399,28 +406,52 @@ class MetricsLog:
             self._tb.close()
 
 
-def save_preview(path: Path, clean: np.ndarray, noisy: np.ndarray, recon: np.ndarray, title: str) -> None:
-    """PNG of orthogonal central slices (axial, coronal, sagittal) of clean input, noisy input, reconstruction."""
+SOFT_TISSUE_HU = (-160.0, 240.0)  # preview window for CT (W 400, L 40), mapped into the normalised units
+
+
+def display_window(modality: str, clean: np.ndarray, normalise: dict) -> tuple[float, float]:
+    """Grey-level window of a preview in normalised units: CT soft tissue (W400 L40 HU) within the configured HU
+    window; MR the 1st-99th percentile of the clean ROI; PET 0 to its 99.5th percentile."""
+    mod = str(modality).upper()
+    if mod == "CT":
+        lo_hu, hi_hu = float(normalise.get("hu_min", -1000.0)), float(normalise.get("hu_max", 400.0))
+        to_unit = lambda hu: (min(max(hu, lo_hu), hi_hu) - lo_hu) / (hi_hu - lo_hu)  # noqa: E731
+        lo, hi = to_unit(SOFT_TISSUE_HU[0]), to_unit(SOFT_TISSUE_HU[1])
+    elif mod in ("PET", "PT"):
+        lo, hi = 0.0, float(np.percentile(clean, 99.5))
+    else:
+        lo, hi = (float(v) for v in np.percentile(clean, [1, 99]))
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def save_preview(path: Path, clean: np.ndarray, noisy: np.ndarray, recon: np.ndarray, title: str,
+                 window: tuple[float, float] | None = None) -> None:
+    """PNG: rows = central axial, coronal, sagittal slices; columns = clean input, noisy input, reconstruction (one
+    grey-level ``window`` for all three) and |reconstruction - clean| (its own colour scale, 0 to half the window)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 7.5), dpi=100)
+    fig = Figure(figsize=(9.0, 7.2), dpi=100)
     FigureCanvasAgg(fig)
-    lo, hi = np.percentile(clean, [0.5, 99.5])
+    lo, hi = window if window is not None else tuple(np.percentile(clean, [0.5, 99.5]))
     if hi <= lo:
         hi = lo + 1.0
+    err = np.abs(recon - clean)
     cz, cy, cx = (n // 2 for n in clean.shape)
-    for r, (name, vol) in enumerate((("input", clean), ("noisy", noisy), ("reconstruction", recon))):
-        for c, (plane, sl) in enumerate((("axial", vol[cz]), ("coronal", vol[:, cy]), ("sagittal", vol[:, :, cx]))):
-            ax = fig.add_subplot(3, 3, 3 * r + c + 1)
-            ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, origin="lower" if c else "upper")
+    cols = (("clean", clean, "gray", lo, hi), ("noisy", noisy, "gray", lo, hi), ("reconstruction", recon, "gray", lo, hi),
+            ("|error|", err, "magma", 0.0, (hi - lo) / 2))
+    for r, plane in enumerate(("axial", "coronal", "sagittal")):
+        for c, (name, vol, cmap, vmin, vmax) in enumerate(cols):
+            sl = (vol[cz], vol[:, cy], vol[:, :, cx])[r]
+            ax = fig.add_subplot(3, 4, 4 * r + c + 1)
+            ax.imshow(sl, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower" if r else "upper", interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(plane, fontsize=9)
+                ax.set_title(name, fontsize=9)
             if c == 0:
-                ax.set_ylabel(name, fontsize=9)
-    fig.suptitle(title, fontsize=10)
+                ax.set_ylabel(plane, fontsize=9)
+    fig.suptitle(f"{title}  (window {lo:.3g} to {hi:.3g}, normalised units)", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -440,7 +471,7 @@ def evaluate(model: nn.Module, data: Tensor, codes: np.ndarray, cfg: PipelineCon
     loss_sum, n, p_noisy, p_recon = 0.0, 0, [], []
     for start in range(0, data.shape[0], pcfg.batch_size):
         x = data[start:start + pcfg.batch_size].to(device)
-        noisy = corrupt(x, codes[start:start + x.shape[0]], pcfg.noise.sigma, gen)
+        noisy = corrupt(x, codes[start:start + x.shape[0]], pcfg.noise.sigma, gen, **noise_settings(pcfg.noise))
         inp = noisy.contiguous(memory_format=torch.channels_last_3d) if channels_last else noisy
         with autocast():
             recon = model(inp).recon.float()
@@ -478,6 +509,18 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def planned_steps(pcfg, n_train_items: int, world: int) -> tuple[int, dict]:
+    """Optimizer steps the run plans: ``pretrain.epochs`` passes over the training items when set, else
+    ``pretrain.steps``; the warm-up + cosine schedule spans exactly these. ``max_minutes`` may end the run earlier
+    (then the result depends on the machine's speed: recorded as ``stopped_by_time``)."""
+    if pcfg.epochs is not None:
+        steps = max(1, math.ceil(pcfg.epochs * n_train_items / (pcfg.batch_size * world)))
+        how = f"epochs={pcfg.epochs:g}"
+    else:
+        steps, how = pcfg.steps, f"steps={pcfg.steps}"
+    return steps, {"planned_by": how, "max_minutes": pcfg.max_minutes, "early_stopping_patience": pcfg.early_stopping_patience}
+
+
 def _rng_state(device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -498,6 +541,37 @@ class _EarlyStop:
     bad_evals: int = 0
     stopped: bool = False
     best_state: dict | None = None
+
+
+MEAN_IMAGE_ITEMS = 512  # training items averaged for the diagnostics' mean-image baseline (seeded subset)
+
+
+def run_diagnostics(model: nn.Module, final_state: dict | None, split: DataSplit, val_data: Tensor | None,
+                    val_codes: np.ndarray, train_codes: np.ndarray, resident: Tensor | None, reader: ItemReader,
+                    cfg: PipelineConfig, device: torch.device, metric_rows: list[dict], stopped_early: bool,
+                    channels_last: bool) -> dict:
+    """``pretrain/diagnostics.json`` (:mod:`radae.models.diagnostics`) for the weights the run keeps."""
+    import copy
+
+    from radae.models import diagnostics
+
+    if final_state is not None:
+        model = copy.deepcopy(model)
+        model.load_state_dict(final_state)
+    rng = np.random.default_rng([cfg.seed, _VAL_SEED])
+    pick = np.sort(rng.permutation(len(split.train))[:MEAN_IMAGE_ITEMS])
+    if resident is not None:
+        train_x = resident.index_select(0, torch.as_tensor(pick, device=resident.device)).float().cpu()
+    else:
+        train_x = torch.from_numpy(np.stack([reader.load(split.train[i]) for i in pick]))
+    mean_image = train_x.mean(0)
+    if val_data is not None and len(val_data):
+        data, codes, which = val_data, val_codes, "val"
+    else:
+        data, codes, which = train_x, train_codes[pick], "train (no validation split)"
+    history = [(int(r["step"]), float(r["loss"])) for r in metric_rows if r.get("split") == "val" and r.get("loss") is not None]
+    return diagnostics.build(model, data, codes, mean_image, cfg.pretrain.noise.model_dump(mode="json"), cfg.seed, device,
+                             cfg.pretrain.batch_size, history, stopped_early, which, channels_last)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -526,6 +600,7 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
     info = split.info
     cfg_hash = training_hash(cfg, in_channels, roi_zyx)
     d_hash = data_hash(split, df)
+    total_steps, budget_info = planned_steps(pcfg, len(split.train), di.world)
     train_codes = noise_codes([it.modality for it in split.train], pcfg.noise)
     val_codes = noise_codes([it.modality for it in split.val], pcfg.noise)
 
@@ -575,7 +650,7 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 model = model.to(memory_format=torch.channels_last_3d)
             opt = torch.optim.AdamW(model.parameters(), lr=pcfg.lr, weight_decay=pcfg.weight_decay,
                                     fused=device.type == "cuda")
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(pcfg.warmup_steps, pcfg.steps))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(pcfg.warmup_steps, total_steps))
             scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling; kept for the format
             early = _EarlyStop()
             stats = {"train_s": 0.0, "data_s": 0.0, "patches": 0}
@@ -608,6 +683,7 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
             val_data = load_resident(split.val, reader, torch.device("cpu")) if split.val else None
             preview_src = (val_data[:1], val_codes[:1]) if val_data is not None else \
                 (torch.from_numpy(reader.load(split.train[0]))[None], train_codes[:1])
+            preview_mod = (split.val[0] if val_data is not None else split.train[0]).modality
             order = StepOrder(len(split.train), pcfg.batch_size, di.world, cfg.seed)
             gen = torch.Generator(device=device)
             autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
@@ -621,15 +697,17 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 x = preview_src[0].to(device)
                 g = torch.Generator(device=device)
                 g.manual_seed(step_seed(cfg.seed, _VAL_SEED, 0, 1))
-                noisy = corrupt(x, preview_src[1], pcfg.noise.sigma, g)
+                noisy = corrupt(x, preview_src[1], pcfg.noise.sigma, g, **mask_kw)
                 m = unwrap(ddp)
                 was = m.training
                 m.eval()
                 with torch.no_grad(), autocast():
                     recon = m(noisy.contiguous(memory_format=torch.channels_last_3d) if channels_last else noisy).recon.float()
                 m.train(was)
-                save_preview(out_dir / "previews" / f"step_{step:07d}.png", x[0, 0].cpu().numpy(), noisy[0, 0].cpu().numpy(),
-                             recon[0, 0].cpu().numpy(), f"{pcfg.model.kind} step {step}")
+                clean = x[0, 0].cpu().numpy()
+                save_preview(out_dir / "previews" / f"step_{step:07d}.png", clean, noisy[0, 0].cpu().numpy(),
+                             recon[0, 0].cpu().numpy(), f"{pcfg.model.kind} step {step}",
+                             display_window(preview_mod, clean, cfg.preprocess.normalise.model_dump()))
 
             def checkpoint(step: int) -> None:
                 rng = [_rng_state(device)]
@@ -649,15 +727,21 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 })
 
             # ---- loop
-            done = early.stopped or start_step >= pcfg.steps
+            done = early.stopped or start_step >= total_steps
             params = [p for p in ddp.parameters() if p.requires_grad]
             step = start_step
             acc = torch.zeros(4, device=device, dtype=torch.float64)  # loss, recon, kl, sparse sums over the window
             win_steps, win_t0, win_data, win_other = 0, time.perf_counter(), 0.0, 0.0  # other: eval/preview/checkpoint
+            # wall-clock budget: counts this process's time from here (a resumed run gets max_minutes again)
+            deadline = time.monotonic() + 60.0 * pcfg.max_minutes if pcfg.max_minutes else None
+            timed_out = False
+            mask_kw = noise_settings(pcfg.noise)
+            contract = pcfg.model.contractive
+            contract_acc = 0.0  # contractive penalty summed over the window (this process)
             grad_norm = torch.zeros((), device=device)
             beta = 0.0
             batches = batch_stream(mode, split.train, train_codes, cfg.preprocess.mask_channel, order, start_step + 1,
-                                   pcfg.steps, di.rank, device, pcfg.num_workers, resident) if not done else iter(())
+                                   total_steps, di.rank, device, pcfg.num_workers, resident) if not done else iter(())
             ddp.train()
             while not done:
                 t0 = time.perf_counter()
@@ -670,12 +754,18 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 gen.manual_seed(step_seed(cfg.seed, _STREAM_SEED, di.rank, step))
                 if pcfg.augment:
                     x = augment_batch(x, gen)
-                noisy = corrupt(x, codes, pcfg.noise.sigma, gen)
+                noisy = corrupt(x, codes, pcfg.noise.sigma, gen, **mask_kw)
                 if channels_last:
                     noisy = noisy.contiguous(memory_format=torch.channels_last_3d)
+                if contract.weight > 0:
+                    noisy.requires_grad_(True)
                 with autocast():
                     out = ddp(noisy, generator=gen)
                 terms = compute_loss(out, x, pcfg, step)
+                if contract.weight > 0:
+                    penalty = contract.weight * jacobian_frobenius_sq(code_of(out), noisy, contract.projections, gen).mean()
+                    terms = terms._replace(total=terms.total + penalty)
+                    contract_acc += float(penalty.detach())
                 opt.zero_grad(set_to_none=True)
                 terms.total.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, pcfg.grad_clip)
@@ -684,7 +774,15 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 acc += torch.stack([terms.total.detach(), terms.recon.detach(), terms.kl.detach(), terms.sparse.detach()]).double()
                 beta = terms.beta
                 win_steps += 1
-                last_step = step == pcfg.steps
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                if out_of_time and di.world > 1:  # every process stops at the same step
+                    flag = torch.tensor(float(out_of_time), device=device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    out_of_time = bool(flag.item())
+                last_step = step == total_steps or out_of_time
+                if out_of_time and not timed_out:
+                    timed_out = True
+                    logger.info("pretrain: max_minutes (%g) reached at step %d of %d", pcfg.max_minutes, step, total_steps)
                 evaluating = bool(split.val) and (step % pcfg.eval_every == 0 or last_step)
                 if step % pcfg.log_every == 0 or last_step or evaluating:
                     vals = acc.clone()
@@ -702,12 +800,14 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                                          "grad clipping or check the preprocessed intensities")
                     last_train = {"step": step, "epoch": round(order.epoch(step), 4), "split": "train", "loss": vals[0],
                                   "recon": vals[1], "kl": vals[2], "sparse": vals[3], "beta": beta,
+                                  "contractive": contract_acc / max(win_steps, 1),
                                   "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
                                   "patches_per_s": n_patches / max(elapsed, 1e-9),
                                   "data_wait_fraction": win_data / max(elapsed, 1e-9), "elapsed_s": stats["train_s"]}
                     if metrics is not None:
                         metrics.write(last_train)
                     acc.zero_()
+                    contract_acc = 0.0
                     win_steps, win_data, win_other = 0, 0.0, 0.0
                     stop = torch.zeros((), device=device)
                     if evaluating and di.is_main:
@@ -730,7 +830,7 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                         dist.broadcast(stop, 0)
                         early.stopped = bool(stop.item())
                     if not quiet and di.is_main:
-                        logger.info("pretrain: step %d/%d loss %.5g (%.1f patches/s, data wait %.0f%%)%s", step, pcfg.steps,
+                        logger.info("pretrain: step %d/%d loss %.5g (%.1f patches/s, data wait %.0f%%)%s", step, total_steps,
                                     vals[0], last_train["patches_per_s"], 100 * last_train["data_wait_fraction"],
                                     f", val loss {last_val['loss']:.5g}, PSNR {last_val['psnr_noisy']:.2f} -> "
                                     f"{last_val['psnr_recon']:.2f} dB" if evaluating and di.is_main else "")
@@ -755,13 +855,16 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                          "weights": "best_val" if final_state is not None else "last"}
                 save_model(out_dir / "model.pt", ddp, final_state, config_hash=cfg_hash, step=step, extra=extra)
                 preview(step)
+                diag = run_diagnostics(unwrap(ddp), final_state, split, val_data, val_codes, train_codes, resident, reader,
+                                       cfg, device, metrics.rows, early.stopped, channels_last)
+                atomic_write_text(out_dir / "diagnostics.json", json.dumps(diag, indent=1, default=str))
                 from radae.hashing import file_sha256
 
                 summary = {
                     "model": pcfg.model.kind, "n_params": n_params, "in_channels": in_channels, "roi_size_zyx": list(roi_zyx),
                     "latent_dim": pcfg.model.latent_dim, "device": str(device), "world_size": di.world,
                     "amp": "bf16" if use_amp else "off", "channels_last": channels_last, "loader": mode,
-                    "steps_planned": pcfg.steps, "steps_done": step, "resumed_from_step": start_step if ckpt is not None else None,
+                    "steps_planned": total_steps, "steps_done": step, "budget": budget_info, "stopped_by_time": timed_out, "resumed_from_step": start_step if ckpt is not None else None,
                     "batch_size_per_process": pcfg.batch_size, "global_batch": pcfg.batch_size * di.world,
                     "epochs": round(order.epoch(step), 3), "stopped_early": early.stopped,
                     "best_step": early.best_step or None, "weights": extra["weights"],
@@ -771,6 +874,8 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                     "best_val_loss": early.best_loss if math.isfinite(early.best_loss) else None,
                     "val_psnr_noisy_db": last_val.get("psnr_noisy"), "val_psnr_recon_db": last_val.get("psnr_recon"),
                     "val_psnr_gain_db": last_val.get("psnr_gain_db"),
+                    "converged": diag["convergence"]["converged"],
+                    "denoise_gain_db_at_highest": diag["denoise_gain_db_at_highest"],
                     "patches_per_s": stats["patches"] / stats["train_s"] if stats["train_s"] > 0 else None,
                     "data_wait_fraction": stats["data_s"] / stats["train_s"] if stats["train_s"] > 0 else None,
                     "train_seconds": round(stats["train_s"], 3), "config_hash": cfg_hash, "data_hash": d_hash,

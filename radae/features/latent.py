@@ -103,35 +103,87 @@ def _roi_reader(in_channels: int):
 
     reader = ItemReader(mask_channel=in_channels == 2)
 
-    def load(row: dict) -> np.ndarray:
-        return reader.load(Item(str(row["case_id"]), str(row["patient_id"]), str(row.get("modality", "")),
-                                str(row["roi_path"]), -1))
+    def load(row: dict) -> tuple[np.ndarray, np.ndarray]:
+        arr, mask = reader.load_with_mask(Item(str(row["case_id"]), str(row["patient_id"]), str(row.get("modality", "")),
+                                               str(row["roi_path"]), -1))
+        return arr, mask
 
     return load
 
 
+def feature_columns(meta: dict, heads: Iterable[str]) -> list[str]:
+    """Every feature column of ``latent.parquet`` for a model and the configured heads (:mod:`radae.features.heads`)."""
+    from radae.features import heads as hd
+
+    heads = set(heads)
+    cols = latent_columns(int(meta["latent_dim"]))
+    if "pooled" in heads:
+        cols += hd.pooled_columns(hd.level_channels(meta))
+    if "anomaly" in heads:
+        cols += hd.anomaly_columns(meta)
+    if "random" in heads:
+        cols += hd.random_columns(meta)
+    return cols
+
+
+class _Encoders:
+    """The prepared trained model (and, with the ``random`` head, its untrained twin) plus what each head needs."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict, cfg: LatentConfig, device: torch.device):
+        from radae.features import heads as hd
+
+        self.cfg, self.meta, self.heads = cfg, meta, set(cfg.heads)
+        self.model = prepare_model(model, cfg)
+        self.seed = int((meta.get("extra") or {}).get("seed", 0))
+        self.random = prepare_model(hd.random_model(meta, self.seed, device), cfg) if "random" in self.heads else None
+
+    def features(self, x: torch.Tensor, mask: torch.Tensor, cases: list[str], modalities: list[str]) -> np.ndarray:
+        from radae.features import heads as hd
+
+        parts = [encode_batch(self.model, x, self.cfg.tta_flips, self.cfg.precision, self.cfg.channels_last)]
+        if self.heads & {"pooled", "anomaly", "random"}:
+            xin = x.contiguous(memory_format=torch.channels_last_3d) if self.cfg.channels_last else x
+            with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16,
+                                                        enabled=self.cfg.precision == "bf16"):
+                if "pooled" in self.heads:
+                    maps, _ = hd.encoder_maps(self.model, xin)
+                    parts.append(hd.pool_maps(maps, mask))
+                if "anomaly" in self.heads:
+                    parts.append(torch.from_numpy(hd.anomaly_features(self.model, xin, mask, cases, modalities,
+                                                                      self.meta, self.seed)).float())
+                if self.random is not None:
+                    maps, code = hd.encoder_maps(self.random, xin)
+                    parts += [code.float(), hd.pool_maps(maps, mask)]
+        return np.concatenate([p.float().cpu().numpy().astype(np.float64) if isinstance(p, torch.Tensor) else p
+                               for p in parts], axis=1)
+
+
 def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: LatentConfig, device: torch.device,
                  progress: Callable | None = None) -> Iterator[tuple[pd.DataFrame, list[tuple[str, str, str]]]]:
-    """Latents batch by batch, in the order of ``rows``: ``(table of the batch's lesions, failures since the last batch)``.
+    """Latents (and the configured heads' features) batch by batch, in the order of ``rows``:
+    ``(table of the batch's lesions, failures since the last batch)``.
 
     Only one batch is in memory. Unreadable or mis-shaped ROIs and non-finite latents become failures
-    ``(case_id, message, file)``; the last item may have an empty table and carry only failures.
+    ``(case_id, message, file)``; the last item may have an empty table and carry only failures. A head value
+    that is undefined (the mask-restricted error of a seed-point lesion without a mask) is NaN, not a failure.
     """
     in_ch = int(meta["in_channels"])
     roi_zyx = tuple(int(n) for n in meta["roi_size_zyx"])
     load = _roi_reader(in_ch)
-    cols = latent_columns(int(meta["latent_dim"]))
+    cols = feature_columns(meta, cfg.heads)
+    n_latent = int(meta["latent_dim"])
     failures: list[tuple[str, str, str]] = []
     batch: list[np.ndarray] = []
-    keys: list[tuple[str, str]] = []
-    model = prepare_model(model, cfg)
+    masks: list[np.ndarray] = []
+    keys: list[tuple[str, str, str]] = []
+    enc = _Encoders(model, meta, cfg, device)
 
     def flush() -> pd.DataFrame:
         if not batch:
             return pd.DataFrame(columns=["case_id", "patient_id", *cols])
-        z = encode_batch(model, torch.from_numpy(np.stack(batch)).to(device), cfg.tta_flips, cfg.precision,
-                         cfg.channels_last).cpu().numpy().astype(np.float64)
-        bad = ~np.isfinite(z).all(axis=1)
+        z = enc.features(torch.from_numpy(np.stack(batch)).to(device), torch.from_numpy(np.stack(masks)).to(device),
+                         [k[0] for k in keys], [k[2] for k in keys])
+        bad = ~np.isfinite(z[:, :n_latent]).all(axis=1)
         for i in np.flatnonzero(bad):
             failures.append((keys[i][0], case_message(keys[i][0], None, "the encoder returned non-finite latent values",
                                                       "the model diverged; re-run pretrain"), ""))
@@ -140,6 +192,7 @@ def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: 
         table.insert(0, "patient_id", [k[1] for k in kept])
         table.insert(0, "case_id", [k[0] for k in kept])
         batch.clear()
+        masks.clear()
         keys.clear()
         return table
 
@@ -152,7 +205,7 @@ def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: 
     for row in (progress(rows) if progress is not None else rows):
         case = str(row["case_id"])
         try:
-            arr = load(row)
+            arr, mask = load(row)
         except RadaeError as e:
             failures.append((case, str(e), str(row.get("roi_path", ""))))
             continue
@@ -166,7 +219,8 @@ def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: 
                              str(row["roi_path"])))
             continue
         batch.append(arr)
-        keys.append((case, str(row["patient_id"])))
+        masks.append(mask)
+        keys.append((case, str(row["patient_id"]), str(row.get("modality", ""))))
         if len(batch) >= cfg.batch_size:
             yield emit()
     if batch or failures:
@@ -184,7 +238,7 @@ def extract_latents(rows: list[dict], model: torch.nn.Module, meta: dict, cfg: L
         if len(table):
             tables.append(table)
         failures.extend(failed)
-    cols = latent_columns(int(meta["latent_dim"]))
+    cols = feature_columns(meta, cfg.heads)
     table = (pd.concat(tables, ignore_index=True) if tables else
              pd.DataFrame({"case_id": [], "patient_id": [], **{c: pd.Series([], dtype=np.float64) for c in cols}}))
     return LatentResult(table, failures, time.perf_counter() - t0)
@@ -231,6 +285,7 @@ def robustness_extractor(cfg: PipelineConfig, run_dir: Path):
 
     ecfg = cfg.extract
     model = meta = device = None
+    lcfg = ecfg.latent.model_copy(update={"heads": ()})  # the study compares the bottleneck with PyRadiomics
     if ecfg.latent.enabled:
         model, meta, device = load_model(run_dir, ecfg.latent)
         model = prepare_model(model, ecfg.latent)  # once: each lesion below is its own extract_latents call
@@ -248,7 +303,7 @@ def robustness_extractor(cfg: PipelineConfig, run_dir: Path):
     def extract(row: dict) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {"learned": {}, "handcrafted": {}}
         if model is not None:
-            res = extract_latents([row], model, meta, ecfg.latent, device)
+            res = extract_latents([row], model, meta, lcfg, device)
             if res.failures:
                 raise ExtractError(res.failures[0][1])
             out["learned"] = {c: float(res.table[c].iloc[0]) for c in res.table.columns if c.startswith("latent_")}

@@ -11,6 +11,11 @@ Reconstruction (``pretrain.loss``), ``x`` = reconstruction, ``y`` = clean target
 VAE: loss = recon + beta_t * KL / N_vox, KL = sum_j -1/2 (1 + logvar_j - mu_j^2 - exp(logvar_j)) per sample
 (nats), i.e. the per-voxel negative ELBO. ``beta_t = beta * min(1, t / kl_warmup_steps)`` (KL warm-up).
 
+Contractive (``model.contractive.weight`` w > 0, either model): w * ||J||_F^2 with J = d code / d input (the
+bottleneck z, or the VAE's mu) per sample, averaged over the batch. ||J||_F^2 = E_v ||J^T v||^2 for v ~ N(0, I) in
+code space, so K random projections (``model.contractive.projections``) give an unbiased estimate by K vector-Jacobian
+products (double backprop: the estimate stays differentiable). Rifai et al. 2011.
+
 Sparse AE: ``l1``: weight * mean |z|; ``kl``: weight * sum_j KL(rho || rho_hat_j), rho_hat_j = batch mean of
 sigmoid(z_j), KL(p||q) = p log(p/q) + (1-p) log((1-p)/(1-q)) (Ng's sparse autoencoder).
 """
@@ -101,6 +106,26 @@ def sparse_penalty(z: Tensor, cfg: SparseConfig) -> Tensor:
     rho_hat = torch.sigmoid(z).mean(0).clamp(1e-6, 1 - 1e-6)
     kl = rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))
     return cfg.weight * kl.sum()
+
+
+def code_of(out: AeOutput | VaeOutput) -> Tensor:
+    """The latent feature of a forward pass: the AE bottleneck or the VAE posterior mean."""
+    return out.mu if isinstance(out, VaeOutput) else out.z
+
+
+def jacobian_frobenius_sq(code: Tensor, inp: Tensor, projections: int, generator: torch.Generator | None,
+                          create_graph: bool = True) -> Tensor:
+    """Unbiased estimate of ``||d code / d inp||_F^2`` per sample ``(B,)`` from ``projections`` random projections.
+
+    ``inp`` must require grad and ``code`` be computed from it; samples are independent (no batch coupling in eval
+    mode / per-sample layers), so one VJP with a batch of projections estimates every sample's norm at once.
+    """
+    total = code.new_zeros(code.shape[0], dtype=torch.float32)
+    for _ in range(projections):
+        v = torch.randn(code.shape, generator=generator, device=code.device, dtype=torch.float32).to(code.dtype)
+        (g,) = torch.autograd.grad(code, inp, grad_outputs=v, create_graph=create_graph, retain_graph=True)
+        total = total + g.float().pow(2).flatten(1).sum(1)
+    return total / projections
 
 
 def beta_at(step: int, cfg: ModelConfig) -> float:

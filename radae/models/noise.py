@@ -11,6 +11,9 @@ PET: SUV / suv_scale). ``sigma`` is the noise standard deviation in those units,
   zero, so a = x - min(x) per sample (the background is the dimmest tissue) and the minimum is added back.
 - Poisson-like (PET): counts ~ Poisson(a / sigma^2), y = counts * sigma^2 with a = max(x, 0): mean a,
   variance sigma^2 a (signal-dependent, equal to a Gaussian of std sigma where a = 1, i.e. SUV = suv_scale).
+- Masked volume (``kind: mask``, any modality): the ROI is tiled into cubes of ``mask_block_vox`` voxels and each
+  cube is set to 0 with probability ``mask_ratio`` (masked-autoencoder-style corruption; the loss is on the clean
+  volume, so the model must inpaint the missing blocks from context). ``sigma`` is not used by this kind.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from torch import Tensor
 
 from radae.config import NoiseConfig
 
-NOISE_KINDS = ("none", "gaussian", "rician", "poisson")
+NOISE_KINDS = ("none", "gaussian", "rician", "poisson", "mask")
 NOISE_CODE = {k: i for i, k in enumerate(NOISE_KINDS)}
 MODALITY_NOISE = {"CT": "gaussian", "MR": "rician", "PET": "poisson", "PT": "poisson"}
 
@@ -31,6 +34,11 @@ def noise_kind_for(modality: str, cfg: NoiseConfig) -> str:
     if cfg.kind != "auto":
         return cfg.kind
     return MODALITY_NOISE.get(str(modality).upper(), "gaussian")
+
+
+def noise_settings(cfg: NoiseConfig) -> dict:
+    """The keyword arguments of :func:`corrupt` besides sigma (the ``mask`` kind's block settings)."""
+    return {"mask_ratio": cfg.mask_ratio, "mask_block_vox": cfg.mask_block_vox}
 
 
 def noise_codes(modalities, cfg: NoiseConfig) -> np.ndarray:
@@ -69,6 +77,18 @@ def poisson_like(x: Tensor, sigma: Tensor | float, generator: torch.Generator | 
     return torch.where(s > 0, y, x.float()).to(x.dtype)
 
 
+def block_mask(x: Tensor, ratio: Tensor | float, block_vox: int, generator: torch.Generator | None) -> Tensor:
+    """Zero random cubes of ``block_vox`` voxels, each with probability ``ratio`` (scalar or per sample ``(B,)``)."""
+    b = x.shape[0]
+    grid = [max(1, -(-n // block_vox)) for n in x.shape[2:]]
+    r = _per_sample(ratio, x)
+    u = torch.rand((b, 1, *grid), generator=generator, device=x.device, dtype=torch.float32)
+    keep = (u >= r).to(x.dtype)
+    for dim, n in zip((2, 3, 4), x.shape[2:]):
+        keep = keep.repeat_interleave(block_vox, dim=dim).narrow(dim, 0, n)
+    return x * keep
+
+
 def rician_mean(a, sigma):
     """Theoretical E[y] of Rician noise: sigma sqrt(pi/2) L_{1/2}(-a^2/(2 sigma^2)), numerically stable form.
 
@@ -79,12 +99,13 @@ def rician_mean(a, sigma):
     return sigma * np.sqrt(np.pi / 2) * ((1 + 2 * u) * special.i0e(u) + 2 * u * special.i1e(u))
 
 
-def corrupt(x: Tensor, codes, sigma_range: tuple[float, float], generator: torch.Generator, channel: int = 0) -> Tensor:
+def corrupt(x: Tensor, codes, sigma_range: tuple[float, float], generator: torch.Generator, channel: int = 0,
+            mask_ratio: float = 0.5, mask_block_vox: int = 4) -> Tensor:
     """Noisy copy of a batch ``(B, C, Z, Y, X)``: noise on ``channel`` only (a mask channel stays clean).
 
     ``codes``: per-sample noise kind (index into NOISE_KINDS), a CPU sequence so which models are present is
     known without a device sync. Draw order is fixed (sigma, then each present kind in NOISE_KINDS order), so the
-    same generator state gives the same bytes.
+    same generator state gives the same bytes. ``mask_ratio`` / ``mask_block_vox``: the ``mask`` kind's settings.
     """
     codes_np = np.asarray(codes, dtype=np.int64)
     b = x.shape[0]
@@ -101,6 +122,8 @@ def corrupt(x: Tensor, codes, sigma_range: tuple[float, float], generator: torch
         out = torch.where(code_t == NOISE_CODE["rician"], rician(img, sigma, generator, floor), out)
     if NOISE_CODE["poisson"] in present:
         out = torch.where(code_t == NOISE_CODE["poisson"], poisson_like(img, sigma, generator), out)
+    if NOISE_CODE["mask"] in present:
+        out = torch.where(code_t == NOISE_CODE["mask"], block_mask(img, mask_ratio, mask_block_vox, generator), out)
     if x.shape[1] == 1:
         return out
     parts = [x[:, :channel], out, x[:, channel + 1 :]]

@@ -20,6 +20,7 @@ from radae.report import sections as S
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Table
 from radae.report.keys import KeyNumbers
+from radae.report.learned_checks import banner_messages
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, title: 
         date_utc=env.get("date_utc", "unknown"),
         git_commit=env.get("git_commit") or "unknown",
         missing=sorted(run.notes.items()),
+        banners=banner_messages(ctx),
     )
     summary_doc = {"run": name, "numbers": ctx.keys.as_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from radae.report import plots
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Figure, Heading, Note, Paragraph, Pre, Section, Table
+from radae.report.learned_checks import diagnostics_blocks, oracle_blocks
 from radae.report.keys import KeyNumbers, format_number, key_segment
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ def data_section(ctx: Context) -> Section:
         else "held out of pretraining",
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
+
+    sec.add(*oracle_blocks(ctx))
 
     # outcomes, at patient level
     spec = outcome_spec(ctx)
@@ -312,6 +315,7 @@ def pretrain_section(ctx: Context) -> Section:
             ", ".join(pcfg.get("sources") or []), "were included in" if pcfg.get("include_evaluation_patients") else "were excluded from")))
     if summ is not None:
         sec.add(*pretrain_summary_blocks(ctx, summ))
+    sec.add(*diagnostics_blocks(ctx))
     if metrics is None:
         sec.missing("loss curves", run.why("pretrain/metrics.csv"))
     else:
@@ -323,8 +327,9 @@ def pretrain_section(ctx: Context) -> Section:
             if png is not None:
                 step = Path(rel).stem.removeprefix("step_").lstrip("0") or "0"
                 sec.add(Figure(plots.to_data_uri(png), Markup(
-                    "Reconstruction example at step {}: central axial, coronal and sagittal slices of one ROI (rows: clean input, "
-                    "noisy input, reconstruction; one grey-level window, set by the clean input, for all rows). {} preview(s) "
+                    "Reconstruction example at step {}: central axial, coronal and sagittal slices (rows) of one validation ROI; "
+                    "columns: clean input, noisy input, reconstruction (one grey-level window of the modality: CT soft tissue, "
+                    "MR 1st-99th percentile, PET 0 to the 99.5th percentile) and the absolute error. {} preview(s) "
                     "in pretrain/previews/.").format(step, len(previews)), f"reconstruction preview at step {step}"))
     else:
         sec.add(Note("No reconstruction previews were found in pretrain/previews/."))

@@ -97,6 +97,10 @@ SCHEMA_VERSION = 1
 MIN_EVENTS = 10  # fewer events than this: no survival model can be evaluated honestly
 MIN_EVENTS_PER_FOLD = 2  # events needed per outer test fold on average
 LATENT_RE = re.compile(r"^latent_\d+$")
+# feature sets read from latent.parquet besides ``learned``: set -> column pattern (radae.features.heads)
+HEAD_SETS = {"learned_pooled": re.compile(r"^pooled_l\d+_(avg|max|mask)_\d+$"), "anomaly": re.compile(r"^anomaly_\w+$"),
+             "random_encoder": re.compile(r"^random_latent_\d+$"),
+             "random_pooled": re.compile(r"^random_pooled_l\d+_(avg|max|mask)_\d+$")}
 # PyRadiomics naming: <image type>_<feature class>_<feature>, e.g. original_glcm_Contrast, wavelet-LLH_firstorder_Mean
 RADIOMICS_RE = re.compile(r"^[A-Za-z0-9.\-]+_(shape|shape2D|firstorder|glcm|glrlm|glszm|gldm|ngtdm)_[A-Za-z0-9]+$")
 ROBUSTNESS_SETS = ("learned", "handcrafted")
@@ -192,7 +196,7 @@ def _as_bool(col: pd.Series) -> np.ndarray:
 def _needed_tables(sets: tuple[str, ...]) -> set[str]:
     need = set()
     for s in sets:
-        if s in ("learned", "combined"):
+        if s in ("learned", "combined") or s in HEAD_SETS:
             need.add("latent")
         if s in ("handcrafted", "combined"):
             need.add("radiomics")
@@ -249,6 +253,14 @@ def load_cohort(run_dir: Path, cfg: PipelineConfig, on_failure: OnFailure | None
         if not cols:
             raise BenchmarkError(f"extract/{table}.parquet: no {what} -> rerun extract")
         frames[fset] = t[cols].reset_index(drop=True)
+        if table == "latent":
+            for head, hpat in HEAD_SETS.items():
+                if head in bcfg.feature_sets:
+                    hcols = [c for c in t.columns if hpat.match(str(c))]
+                    if not hcols:
+                        raise BenchmarkError(f"extract/latent.parquet: no columns for feature set {head} -> add its head to "
+                                             "extract.latent.heads and rerun extract")
+                    frames[head] = t[hcols].reset_index(drop=True)
     r = rois.set_index("case_id").loc[ids].reset_index()
     vol = baselines.volume_features(r).drop(columns="case_id")
     frames["volume"] = vol
@@ -338,6 +350,7 @@ def _build_sets(frames: dict[str, pd.DataFrame], bcfg: BenchmarkConfig) -> dict[
         "volume": ["volume"],
         "voxel_pca": ["voxel_pca"],
         "clinical": ["clinical"],
+        **{h: [h] for h in HEAD_SETS},
     }
     sets: dict[str, FeatureSet] = {}
     for name in bcfg.feature_sets:

@@ -269,6 +269,11 @@ def hc_map(tasks, specs, executor, n_jobs, address, quiet):
 
 
 # ----------------------------------------------------------------------------- latent
+HEAD_PREFIXES = {"pooled": "pooled_l*_{avg,max,mask}_### (feature set learned_pooled)",
+                 "anomaly": "anomaly_* (feature set anomaly)",
+                 "random": "random_latent_### / random_pooled_* (feature sets random_encoder / random_pooled; untrained, seeded)"}
+
+
 def _records(df: pd.DataFrame, n: int = CHUNK_ROWS):
     """``df``'s rows as dicts, a slice at a time (not a list of all of them)."""
     for start in range(0, len(df), n):
@@ -282,7 +287,7 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Pa
 
     lcfg = ctx.cfg.extract.latent
     model, meta, device = lat.load_model(ctx.run_dir, lcfg)
-    columns = tbl.lesion_columns(lat.latent_columns(int(meta["latent_dim"])))
+    columns = tbl.lesion_columns(lat.feature_columns(meta, lcfg.heads))
     prov = {
         "table": "latent",
         "checkpoint_sha256": meta["sha256"],
@@ -291,6 +296,7 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Pa
         | {"roi_size_zyx": list(meta["roi_size_zyx"])},
         "inference": {"device": device.type, "batch_size": lcfg.batch_size, "tta_flips": lcfg.tta_flips,
                       "precision": lcfg.precision, "channels_last": lcfg.channels_last},
+        "heads": {"bottleneck": "latent_###", **{h: HEAD_PREFIXES[h] for h in lcfg.heads}},
         "lesion_provenance": "lesion_provenance.parquet",
     }
     src = _Sources(rois, cases)
@@ -415,7 +421,13 @@ def run(ctx: RunContext) -> None:
                                  "tta_flips": ecfg.latent.tta_flips, "device": info["summary"]["device"],
                                  "lesions": info["summary"]["extracted"], "failed": info["summary"]["failed"]}
             sidecar["tables"]["latent"] = info["provenance"]
-            dictionary_parts.append(dct.data_dictionary(latent_columns=info["columns"], latent_meta=info["meta"]))
+            dictionary_parts.append(dct.data_dictionary(latent_columns=[c for c in info["columns"] if c.startswith("latent_")],
+                                                        latent_meta=info["meta"]))
+            head_cols = [c for c in info["columns"] if c not in tbl.KEYS and not c.startswith("latent_")]
+            if head_cols:
+                from radae.features.heads import dictionary_rows
+
+                dictionary_parts.append(pd.DataFrame(dictionary_rows(head_cols, info["meta"]), columns=dct.DICTIONARY_COLUMNS))
         else:
             _remove(out, "latent", "latent_patient")
 

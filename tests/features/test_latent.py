@@ -1,4 +1,5 @@
-"""Latent features: same input as training, batched encode, flips, mask channel, failures."""
+"""Latent features (the bottleneck code; heads=(), the other heads are in test_heads.py): same input as training, batched
+encode, flips, mask channel, failures."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def _meta(model):
 def test_latents_equal_model_encode_on_the_stored_roi(tmp_path):
     rows = _rows(tmp_path)
     model = build_tiny_model()
-    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(batch_size=2), torch.device("cpu"))
+    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(heads=(), batch_size=2), torch.device("cpu"))
     assert res.failures == []
     assert list(res.table.columns) == ["case_id", "patient_id"] + [f"latent_{i:03d}" for i in range(6)]
     roi = load_roi(rows[3]["roi_path"])
@@ -37,8 +38,8 @@ def test_latents_equal_model_encode_on_the_stored_roi(tmp_path):
 def test_same_batch_size_same_bytes(tmp_path):
     rows = _rows(tmp_path)
     model = build_tiny_model()
-    a = lat.extract_latents(rows, model, _meta(model), LatentConfig(batch_size=4), torch.device("cpu")).table
-    b = lat.extract_latents(rows, build_tiny_model(), _meta(model), LatentConfig(batch_size=4), torch.device("cpu")).table
+    a = lat.extract_latents(rows, model, _meta(model), LatentConfig(heads=(), batch_size=4), torch.device("cpu")).table
+    b = lat.extract_latents(rows, build_tiny_model(), _meta(model), LatentConfig(heads=(), batch_size=4), torch.device("cpu")).table
     assert a.equals(b)
 
 
@@ -47,7 +48,7 @@ def test_channels_last_and_bf16_inference_stay_close_to_plain_fp32(tmp_path):
 
     def table(**kw):
         model = build_tiny_model()
-        return lat.extract_latents(rows, model, _meta(model), LatentConfig(batch_size=4, **kw), torch.device("cpu")).table
+        return lat.extract_latents(rows, model, _meta(model), LatentConfig(heads=(), batch_size=4, **kw), torch.device("cpu")).table
 
     plain = table(channels_last=False).iloc[:, 2:].to_numpy(float)
     cl = table().iloc[:, 2:].to_numpy(float)
@@ -61,7 +62,7 @@ def test_channels_last_and_bf16_inference_stay_close_to_plain_fp32(tmp_path):
 def test_flip_averaging_is_flip_invariant(tmp_path):
     rows = _rows(tmp_path, n=1)
     model = build_tiny_model()
-    cfg = LatentConfig(tta_flips=True)
+    cfg = LatentConfig(heads=(), tta_flips=True)
     assert len(lat.flip_sets(True)) == 8 and lat.flip_sets(False) == [()]
     z = lat.extract_latents(rows, model, _meta(model), cfg, torch.device("cpu")).table.iloc[0, 2:].to_numpy(float)
     roi = load_roi(rows[0]["roi_path"])
@@ -70,14 +71,14 @@ def test_flip_averaging_is_flip_invariant(tmp_path):
     z2 = lat.extract_latents([{**rows[0], "roi_path": str(flipped)}], model, _meta(model), cfg,
                              torch.device("cpu")).table.iloc[0, 2:].to_numpy(float)
     np.testing.assert_allclose(z, z2, rtol=1e-5, atol=1e-6)
-    plain = lat.extract_latents(rows, model, _meta(model), LatentConfig(), torch.device("cpu")).table.iloc[0, 2:].to_numpy(float)
+    plain = lat.extract_latents(rows, model, _meta(model), LatentConfig(heads=()), torch.device("cpu")).table.iloc[0, 2:].to_numpy(float)
     assert not np.allclose(plain, z)
 
 
 def test_mask_channel_from_model_meta(tmp_path):
     rows = _rows(tmp_path, n=2)
     model = build_tiny_model(in_channels=2)
-    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(), torch.device("cpu"))
+    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(heads=()), torch.device("cpu"))
     roi = load_roi(rows[1]["roi_path"])
     x = torch.from_numpy(np.stack([roi.image, roi.mask.astype(np.float32)])[None])
     with torch.inference_mode():
@@ -91,7 +92,7 @@ def test_bad_rois_become_failures(tmp_path):
     save_roi(rows[0]["roi_path"], np.full_like(roi.image, np.nan), roi.mask, roi.spacing_mm, roi.center_mm)
     save_roi(rows[1]["roi_path"], roi.image[:8], roi.mask[:8], roi.spacing_mm, roi.center_mm)
     model = build_tiny_model()
-    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(), torch.device("cpu"))
+    res = lat.extract_latents(rows, model, _meta(model), LatentConfig(heads=()), torch.device("cpu"))
     assert res.table["case_id"].tolist() == [rows[2]["case_id"]]
     msgs = dict((c, m) for c, m, _ in res.failures)
     assert "non-finite" in msgs[rows[0]["case_id"]]
@@ -110,8 +111,8 @@ def test_cuda_request_without_gpu_is_an_error():
 
 def test_prepared_model_is_reused_not_copied_again():
     model = build_tiny_model()
-    cfg = LatentConfig()
+    cfg = LatentConfig(heads=())
     prepared = lat.prepare_model(model, cfg)
     assert prepared is not model and lat.prepare_model(prepared, cfg) is prepared
-    other = lat.prepare_model(prepared, LatentConfig(channels_last=False))  # another layout: a fresh copy
-    assert other is not prepared and lat.prepare_model(other, LatentConfig(channels_last=False)) is other
+    other = lat.prepare_model(prepared, LatentConfig(heads=(), channels_last=False))  # another layout: a fresh copy
+    assert other is not prepared and lat.prepare_model(other, LatentConfig(heads=(), channels_last=False)) is other

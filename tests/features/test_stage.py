@@ -34,13 +34,15 @@ def test_stage_writes_tables_dictionary_provenance(tiny_run):
         assert list(t.columns[:2]) == ["case_id", "patient_id"]
         assert t["case_id"].tolist() == sorted(cases["case_id"])
         assert not t.iloc[:, 2:].isna().any().any()
-    assert [c for c in lat.columns[2:]] == [f"latent_{i:03d}" for i in range(6)]
+    assert [c for c in lat.columns[2:] if c.startswith("latent_")] == [f"latent_{i:03d}" for i in range(6)]
+    assert {c.split("_")[0] for c in lat.columns[2:]} == {"latent", "pooled", "anomaly", "random"}  # the default heads
     assert all(c.startswith("original_") for c in rad.columns[2:]) and "original_glcm_Contrast" in rad.columns
     assert not any("diagnostics" in c for c in rad.columns)
     pd.testing.assert_frame_equal(pd.read_csv(out / "latent.csv", dtype={"patient_id": str}), lat, check_exact=False, rtol=1e-15)
     dic = pd.read_csv(out / "data_dictionary.csv")
     assert dic["feature"].tolist() == list(lat.columns[2:]) + list(rad.columns[2:])
-    assert set(dic["family"]) == {"latent", "shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"}
+    assert set(dic["family"]) == {"latent", "shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm",
+                                  "learned_pooled", "anomaly", "random_encoder", "random_pooled"}
     prov = read_provenance(out / "radiomics.parquet")
     assert prov["grid"] == "resampled" and prov["versions"]["pyradiomics"] == "3.0.1"
     assert "lesions" not in prov and prov["lesion_provenance"] == "lesion_provenance.parquet"  # per lesion: a table
@@ -231,7 +233,7 @@ def test_robustness_extractor_feeds_the_benchmark_perturbation_path(tiny_run, tm
     plain = perturbed_lesion_features(case, None, cfg, extractor, 0, tmp_path / "work")
     lat = pd.read_parquet(run_dir / "extract" / "latent.parquet")
     rad = pd.read_parquet(run_dir / "extract" / "radiomics.parquet")
-    assert list(plain["learned"]) == list(lat.columns[2:])
+    assert list(plain["learned"]) == [c for c in lat.columns[2:] if c.startswith("latent_")]
     assert set(plain["handcrafted"]) == set(rad.columns[2:])
     pert = robustness.draw_perturbation("noise", np.random.default_rng(3))
     noisy = perturbed_lesion_features(case, pert, cfg, extractor, 0, tmp_path / "work")
