@@ -384,8 +384,11 @@ class PipelineConfig(_Model):
         return self.runs_dir / self.name
 
     def section_hash(self, section: str) -> str:
-        """sha256 of one section's canonical JSON (used for stage up-to-date checks)."""
-        return stable_hash(getattr(self, section).model_dump(mode="json"))
+        """sha256 of one section's canonical JSON (used for stage up-to-date checks); paths count by the content they
+        name, not where they are (:mod:`radae.relocate`: a copied or moved run folder stays up to date)."""
+        from radae.relocate import portable_section
+
+        return stable_hash(portable_section(section, getattr(self, section).model_dump(mode="json")))
 
     def hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))

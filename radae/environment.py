@@ -8,8 +8,14 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-PACKAGES = ("radae", "torch", "monai", "SimpleITK", "pyradiomics", "numpy", "scipy", "pandas", "pyarrow",
-            "scikit-learn", "lifelines", "pydantic", "pydicom", "rt-utils", "dask")
+#: every installed package whose version can change a result (features, folds, models, statistics, tables), in
+#: ``radae info`` and each run's environment.json; optional ones (umap-learn) are listed when present
+PACKAGES = ("radae", "torch", "monai", "SimpleITK", "pyradiomics", "PyWavelets", "numpy", "scipy", "pandas", "pyarrow",
+            "scikit-learn", "scikit-survival", "lifelines", "joblib", "pydantic", "PyYAML", "pydicom", "highdicom",
+            "rt-utils", "opencv-python", "opencv-python-headless", "nibabel", "dask", "distributed", "matplotlib",
+            "umap-learn")
+#: listed only when installed (not dependencies of radae)
+OPTIONAL = ("umap-learn", "opencv-python", "opencv-python-headless", "nibabel")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -18,7 +24,8 @@ def package_versions() -> dict[str, str | None]:
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
-            out[name] = None
+            if name not in OPTIONAL:
+                out[name] = None
     return out
 
 

@@ -124,15 +124,21 @@ def evaluation_patients(cfg: PipelineConfig) -> set[str]:
 
 
 def input_fingerprint(cfg: PipelineConfig) -> str:
-    """Hash of the manifest bytes and every referenced file's content (memoised by size+mtime)."""
+    """Hash of the manifest bytes and every referenced file's content (memoised by size+mtime).
+
+    Files are keyed by the manifest row and column that name them, never by their absolute path: the paths as written
+    are in the manifest's bytes, so moving a run folder (a synthetic or imported cohort inside it) or a manifest
+    folder with relative paths keeps the key.
+    """
     ensure_synth(cfg)
     mpath = manifest_path(cfg)
     try:
         df = validated_manifest(cfg, check_files=True)
     except Exception:  # invalid manifest: let the ingest stage raise the proper error
         return "invalid:" + (file_sha256(mpath) if mpath.exists() else "missing")
-    files = sorted({p for col in ("image", "mask") for p in df[col].dropna()})
-    parts = {"manifest": file_sha256(mpath), "files": {p: file_sha256(p) for p in files if Path(p).exists()}}
+    files = sorted((str(case), col, file_sha256(p)) for col in ("image", "mask")
+                   for case, p in zip(df["case_id"], df[col]) if isinstance(p, str) and p and Path(p).exists())
+    parts = {"manifest": file_sha256(mpath), "files": files}
     if cfg.data.evaluation_patients:
         parts["evaluation"] = file_sha256(cfg.data.evaluation_patients)
     return json_sha256(parts)

@@ -73,7 +73,8 @@ class RunContext:
 
     def fail(self, case_id: str | None, message: str, file: str | os.PathLike | None = None) -> None:
         """Record a per-case failure (goes to <stage>/failures.csv and the run's failures.csv)."""
-        logger.warning("%s: case %s: %s", self.stage_name, case_id, message)
+        prefix = f"case {case_id}: "
+        logger.warning("%s: %s%s", self.stage_name, "" if message.startswith(prefix) else prefix, message)
         self.failures.append(
             {"case_id": case_id, "stage": self.stage_name, "file": "" if file is None else str(file), "message": message}
         )
@@ -86,7 +87,10 @@ class RunContext:
 
 def _ensure_stages_imported() -> None:
     # Importing registers the stages; kept here so `import radae` has no side effects.
-    import radae.stages  # noqa: F401
+    import importlib
+
+    for name in STAGES:
+        importlib.import_module(f"radae.stages.{name}")
 
 
 def stage_key(ctx: RunContext, spec: StageSpec, keys: dict[str, str]) -> str:

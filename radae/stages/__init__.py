@@ -1,7 +1,6 @@
-"""Importing this package registers every stage with radae.runner (order: config.STAGES)."""
-from radae.stages import ingest  # noqa: F401
-from radae.stages import preprocess  # noqa: F401
-from radae.stages import pretrain  # noqa: F401
-from radae.stages import extract  # noqa: F401
-from radae.stages import benchmark  # noqa: F401
-from radae.stages import report  # noqa: F401
+"""The pipeline's stages, one module each (order: config.STAGES).
+
+Importing a stage module registers it with radae.runner; :func:`radae.runner._ensure_stages_imported` imports all of
+them. The package itself imports none, so ``from radae.stages import extract`` (``radae features``) does not pay for
+the benchmark stage's scikit-learn imports.
+"""

@@ -383,6 +383,13 @@ def run(ctx: RunContext) -> None:
                                         "appears twice in the ROI index (one row per lesion)", "rerun preprocess with --force"))
     rois = rois.sort_values(tbl.KEYS, kind="mergesort").reset_index(drop=True)  # table order: every writer streams in it
     cases = _read(ctx.run_dir / "ingest" / "cases.parquet", "case table", CASE_COLUMNS)
+    write_tables(ctx, rois, cases, out)
+
+
+def write_tables(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Path) -> dict:
+    """Every output of the stage into ``out`` from the lesion index ``rois`` (table order) and ``cases``; also the
+    body of ``radae features --manifest`` (:mod:`radae.features.standalone`). Returns the summary."""
+    ecfg = ctx.cfg.extract
     common = _common_provenance(ctx)
     summary: dict = {"aggregate": ecfg.aggregate}
     sidecar: dict = {"created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **common,
@@ -454,8 +461,13 @@ def run(ctx: RunContext) -> None:
     atomic_write_text(out / "data_dictionary.csv", to_csv_text(dic, lineterminator="\n"))
     atomic_write_text(out / "provenance.json", json.dumps(tbl.json_clean(sidecar), indent=1, sort_keys=False, default=str))
     atomic_write_text(out / "summary.json", json.dumps(tbl.json_clean(summary), indent=1))
-    logger.info("extract: %s", "; ".join(f"{k}: {v['extracted']}/{v['lesions']} lesions ({v['lesions_per_s']} lesions/s)"
+    logger.info("extract: %s", "; ".join(f"{k}: {v['extracted']}/{v['lesions']} lesions ({_rate(v['lesions_per_s'])} lesions/s)"
                                          for k, v in summary.items() if isinstance(v, dict)))
+    return summary
+
+
+def _rate(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
 
 
 def _copy_ibsi(out: Path) -> None:
