@@ -12,16 +12,36 @@ import typer
 
 from radae.errors import RadaeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="radae: radiomics with 3D autoencoders, benchmarked honestly.")
-manifest_app = typer.Typer(no_args_is_help=True, help="Build manifests.")
-import_app = typer.Typer(no_args_is_help=True, help="Import datasets into NIfTI + manifest.")
+_HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=_HELP,
+                  help="radae: radiomics with 3D autoencoders, benchmarked honestly. `radae COMMAND -h` for a command's options.")
+manifest_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="Build manifests.")
+import_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="Import datasets into NIfTI + manifest.")
 app.add_typer(manifest_app, name="manifest")
 app.add_typer(import_app, name="import")
 
 logger = logging.getLogger("radae")
 
 
-def _setup(quiet: bool, verbose: bool, threads: int | None = None) -> None:
+QUIET_HELP = "only warnings and errors (no progress bars, no per-stage lines)"
+VERBOSE_HELP = "debug messages too, and PyRadiomics' / Dask's own INFO lines"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from radae import __version__
+
+        typer.echo(f"radae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print radae's version and exit")) -> None:
+    """radae: radiomics with 3D autoencoders, benchmarked honestly."""
+
+
+def _setup(quiet: bool, verbose: bool, threads: int | None = None, torch_threads: bool = True) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr, force=True)
@@ -29,10 +49,12 @@ def _setup(quiet: bool, verbose: bool, threads: int | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
     if quiet:
         os.environ["RADAE_QUIET"] = "1"
-    n = threads or int(os.environ.get("RADAE_THREADS", "0")) or min(os.cpu_count() or 1, 8)
-    import torch
+    from radae.threads import configure_torch, passive_openmp
 
-    torch.set_num_threads(n)
+    if torch_threads:
+        configure_torch(threads)  # free cores only, passive OpenMP waiting (radae.threads)
+    else:
+        passive_openmp()
 
 
 def _fail(e: Exception) -> None:
@@ -47,10 +69,11 @@ def run(
     stages: Optional[str] = typer.Option(None, "--stages", help="comma-separated subset of stages to run"),
     force: bool = typer.Option(False, "--force", help="redo stages even if up to date"),
     resume: bool = typer.Option(False, "--resume", help="resume pretraining/extraction from checkpoints"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
-    """Run a pipeline (only stages whose inputs changed)."""
+    """Run a pipeline (only stages whose inputs changed). PIPELINE may also name a shipped pipeline (pipelines/demo.yaml
+    or demo) from any folder; runs_dir (default runs/) is relative to the current folder."""
     from radae.config import load_pipeline
     from radae.runner import run_pipeline
 
@@ -120,6 +143,56 @@ def info() -> None:
     env["data_root"] = str(data_root())
     env["data_root_present"] = (data_root() / "README.md").exists()
     typer.echo(json.dumps(env, indent=2, default=str))
+
+
+@app.command()
+def features(
+    image: Optional[Path] = typer.Argument(None, help="image (NIfTI/NRRD/MHA file or DICOM series folder)"),
+    mask: Optional[Path] = typer.Argument(None, help="mask (label image, DICOM SEG or RTSTRUCT)"),
+    params: Optional[Path] = typer.Option(None, "--params", "-p", help="PyRadiomics parameter file (default: radae's "
+                                          "shipped file for the modality, Original features only)"),
+    label: str = typer.Option("1", "--label", "-l", help="mask label value (ROI name for RTSTRUCT); single lesion only"),
+    modality: str = typer.Option("CT", "--modality", help="CT, MR or PET: picks the shipped parameter file; single lesion only"),
+    image_types: Optional[str] = typer.Option(None, "--image-types", help="comma list of Original,LoG,Wavelet "
+                                              "(default: the --params file's, or Original)"),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="radae manifest (CSV/Parquet): every row"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes (with --manifest)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="features CSV to write (with --manifest)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="a radae pretrain/model.pt: learned features too (with --manifest)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+) -> None:
+    """PyRadiomics features without a pipeline: `radae features IMAGE MASK` prints one CSV row;
+    `radae features --manifest cases.csv --jobs N --out features.csv` writes the extract stage's tables."""
+    from radae.features import standalone
+
+    types = tuple(t.strip() for t in image_types.split(",") if t.strip()) if image_types else None
+    try:
+        if manifest is None:
+            if image is None or mask is None:
+                raise RadaeError("give IMAGE and MASK, or --manifest cases.csv --out features.csv")
+            _setup(True, verbose, torch_threads=False)
+            feats = standalone.one_lesion(image, mask, params=params, label=label, modality=modality, image_types=types)
+            import csv
+
+            w = csv.writer(sys.stdout, lineterminator="\n")
+            w.writerow(["image", "mask", *feats])
+            w.writerow([str(image), str(mask), *(repr(float(v)) for v in feats.values())])
+            return
+        if image is not None or mask is not None:
+            raise RadaeError("--manifest: give either IMAGE MASK or --manifest, not both")
+        if out is None:
+            raise RadaeError("--manifest needs --out features.csv")
+        _setup(quiet, verbose, torch_threads=model is not None)
+        res = standalone.manifest_features(manifest, out, params=params, jobs=jobs, model=model, image_types=types,
+                                           quiet=quiet)
+    except RadaeError as e:
+        _fail(e)
+    s = res["summary"]
+    parts = [f"{k} {v['extracted']}/{v['lesions']} lesions" for k, v in s.items() if isinstance(v, dict)]
+    typer.echo(f"wrote {res['out']} ({', '.join(parts)}); tables, provenance and failures.csv in {res['work'] / 'extract'}")
+    if res["failures"]:
+        typer.echo(f"failures: {res['failures']} (see {res['work'] / 'failures.csv'})")
 
 
 @manifest_app.command("scan")

@@ -478,9 +478,11 @@ def _short_repr(value: Any) -> str:
 
 def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> PipelineConfig:
     """Read, validate and freeze a pipeline YAML. Raises ConfigError with file and key path."""
-    path = Path(path)
+    from radae.pipeline_path import find_pipeline, shipped_pipelines
+
+    path = find_pipeline(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: pipeline file not found")
+        raise ConfigError(f"{path}: pipeline file not found (looked in {Path.cwd()} and {shipped_pipelines()})")
     try:
         raw = yaml.safe_load(path.read_text())  # safe_load: tags such as !!python/object are refused
     except yaml.YAMLError as e:

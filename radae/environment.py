@@ -52,13 +52,16 @@ def device_info() -> dict:
     return info
 
 
-def environment_info() -> dict:
-    return {
+def environment_info(device: bool = True) -> dict:
+    """``device=False`` leaves out ``device`` (torch's threads and GPUs), so that torch is not imported."""
+    info = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "packages": package_versions(),
         "git_commit": git_commit(),
-        "device": device_info(),
     }
+    if device:
+        info["device"] = device_info()
+    return info

@@ -126,12 +126,14 @@ def _write_failures(ctx: RunContext, name: str) -> None:
     atomic_write_text(ctx.run_dir / "failures.csv", to_csv_text(allf))
 
 
-def write_run_header(ctx: RunContext) -> None:
+def write_run_header(ctx: RunContext, device: bool = True) -> None:
+    """config.resolved.yaml and environment.json (``device=False``: without torch's device and thread facts, which
+    import torch; for ``radae features`` without a model)."""
     from radae.environment import environment_info
 
     cfg_dump = ctx.cfg.model_dump(mode="json")
     atomic_write_text(ctx.run_dir / "config.resolved.yaml", yaml.safe_dump(cfg_dump, sort_keys=False))
-    atomic_write_text(ctx.run_dir / "environment.json", json.dumps(environment_info(), indent=2, default=str))
+    atomic_write_text(ctx.run_dir / "environment.json", json.dumps(environment_info(device=device), indent=2, default=str))
 
 
 def run_pipeline(

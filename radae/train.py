@@ -971,8 +971,9 @@ def main(argv: list[str] | None = None) -> int:
     except RadaeError as e:
         print(f"radae: error: {e}", file=sys.stderr)
         return 2
-    threads = cfg.threads or int(os.environ.get("RADAE_THREADS", "0")) or max(1, min(os.cpu_count() or 1, 8) // world)
-    torch.set_num_threads(threads)
+    from radae.threads import configure_torch
+
+    configure_torch(cfg.threads, world)
     if world > 1:
         backend = "nccl" if torch.cuda.is_available() and cfg.pretrain.device != "cpu" else "gloo"
         if backend == "nccl":

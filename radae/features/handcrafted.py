@@ -162,19 +162,20 @@ def build_spec(
         from radiomics import getFeatureClasses
 
         params["featureClass"] = {c: None for c in getFeatureClasses() if c != "shape2D" or setting.get("force2D")}
-    _validate(params, source)
+    extractor = _validate(params, source)
     version = pyradiomics_version()
-    return RadiomicsSpec(params=params, source=str(source), source_sha256=source_sha256, grid=grid,
-                         key=stable_hash({"params": params, "pyradiomics": version, "grid": grid}))
+    key = stable_hash({"params": params, "pyradiomics": version, "grid": grid})
+    _thread_cache()[key] = extractor  # the serial path reuses the validated extractor (one build, not two)
+    return RadiomicsSpec(params=params, source=str(source), source_sha256=source_sha256, grid=grid, key=key)
 
 
-def _validate(params: dict, source: str) -> None:
+def _validate(params: dict, source: str):
     from radiomics import featureextractor
 
     try:
         with _BUILD_LOCK:
             _quiet_pyradiomics()
-            featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+            return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
     except Exception as e:  # pykwalify SchemaError / CoreError, PyRadiomics ValueError: all mean "bad parameters"
         first = " ".join(str(e).split())[:300] or type(e).__name__
         raise ConfigError(f"file {source}: PyRadiomics rejected the parameters ({first}) "
@@ -202,11 +203,16 @@ _LOCAL = threading.local()
 _BUILD_LOCK = threading.Lock()
 
 
-def get_extractor(spec: RadiomicsSpec):
-    """This thread's ``RadiomicsFeatureExtractor`` for ``spec``, built on first use (once per worker, not per lesion)."""
+def _thread_cache() -> dict:
     cache = getattr(_LOCAL, "extractors", None)
     if cache is None:
         cache = _LOCAL.extractors = {}
+    return cache
+
+
+def get_extractor(spec: RadiomicsSpec):
+    """This thread's ``RadiomicsFeatureExtractor`` for ``spec``, built on first use (once per worker, not per lesion)."""
+    cache = _thread_cache()
     ex = cache.get(spec.key)
     if ex is None:
         from radiomics import featureextractor

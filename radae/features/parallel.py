@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
@@ -36,10 +37,18 @@ _WORKER_SHARED: Any = None
 
 
 def single_threaded_worker() -> None:
-    """One thread per worker for SimpleITK (filters, resampling): n_jobs workers x all cores would oversubscribe."""
+    """One thread per worker for SimpleITK (filters, resampling) and torch, if loaded: n_jobs workers x all cores
+    would oversubscribe (:mod:`radae.threads`)."""
+    import sys
+
     import SimpleITK as sitk
 
+    from radae.threads import passive_openmp
+
+    passive_openmp()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _init_worker(shared: Any) -> None:
@@ -97,8 +106,20 @@ def map_tasks(
     return progress_iter(it, total=len(tasks), desc=desc, quiet=quiet)
 
 
+def start_method() -> str:
+    """``spawn`` (clean workers) once torch is loaded (its OpenMP/thread state must not be forked); ``fork`` before
+    that on Linux (``radae features`` without a model): a spawned worker re-imports radae and PyRadiomics, ~1 s of a
+    core each, which a short job cannot earn back. Env ``RADAE_START_METHOD`` overrides."""
+    import sys
+
+    forced = os.environ.get("RADAE_START_METHOD")
+    if forced:
+        return forced
+    return "fork" if sys.platform == "linux" and "torch" not in sys.modules else "spawn"
+
+
 def _pool(fn, tasks, shared, n_jobs) -> Iterator[Any]:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(start_method())
     workers = min(n_jobs, len(tasks))
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,)) as ex:
         pending = {ex.submit(_call_in_worker, fn, t) for t in tasks}

@@ -50,7 +50,7 @@ from radae.features import aggregate as agg
 from radae.features import dictionary as dct
 from radae.features import handcrafted as hc
 from radae.features import table as tbl
-from radae.fsutil import atomic_path, atomic_write_text
+from radae.fsutil import atomic_path, atomic_write_text, replace_write_text
 from radae.progress import progress_iter
 from radae.runner import RunContext, stage
 
@@ -82,11 +82,14 @@ def _remove(out: Path, *names: str) -> None:
 
 
 # ----------------------------------------------------------------------------- radiomics
-def radiomics_specs(cfg, modalities) -> dict[str, hc.RadiomicsSpec]:
-    """The validated PyRadiomics settings of each modality in ``modalities``, as ``cfg.extract.radiomics`` asks."""
+def radiomics_specs(cfg, modalities, native_grid: bool = False) -> dict[str, hc.RadiomicsSpec]:
+    """The validated PyRadiomics settings of each modality in ``modalities``, as ``cfg.extract.radiomics`` asks.
+
+    ``native_grid`` (``radae features``): on ``grid: original`` PyRadiomics resamples only if the parameter file says
+    so, as the ``pyradiomics`` command does, instead of to ``preprocess.spacing_mm``."""
     rcfg = cfg.extract.radiomics
     return hc.specs_for_modalities(pd.Series(modalities).astype(str).unique(), params_path=rcfg.params, grid=rcfg.grid,
-                                   image_types=rcfg.image_types, spacing_mm=cfg.preprocess.spacing_mm)
+                                   image_types=rcfg.image_types, spacing_mm=None if native_grid else cfg.preprocess.spacing_mm)
 
 
 def radiomics_tasks(rois: pd.DataFrame, cases: pd.DataFrame, grid: str, specs: dict[str, hc.RadiomicsSpec]) -> list[hc.LesionTask]:
@@ -134,7 +137,7 @@ def read_partial(folder: Path, task: hc.LesionTask) -> dict | None:
 def save_partial(folder: Path, res: dict) -> None:
     payload = dict(res)
     payload["features"] = {k: (None if v != v else v) for k, v in res["features"].items()}  # NaN -> null (strict JSON)
-    atomic_write_text(_partial_path(folder, res["case_id"]), json.dumps(tbl.json_clean(payload), sort_keys=True))
+    replace_write_text(_partial_path(folder, res["case_id"]), json.dumps(tbl.json_clean(payload), sort_keys=True))
 
 
 #: lesion rows handed to the table writers at a time (the writers hold at most one Parquet row group)
@@ -179,7 +182,7 @@ def run_radiomics(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out:
     partial files in table order: only the lesions' keys and column names are held in memory."""
     ecfg = ctx.cfg.extract
     rcfg = ecfg.radiomics
-    specs = radiomics_specs(ctx.cfg, rois["modality"])
+    specs = radiomics_specs(ctx.cfg, rois["modality"], native_grid=bool(ctx.extra.get("radiomics_native_grid")))
     tasks = radiomics_tasks(rois, cases, rcfg.grid, specs)  # in the index's (table) order
     by_id = {t.case_id: t for t in tasks}
     partial = out / "partial" / "radiomics"
