@@ -166,6 +166,81 @@ def run_naive(run_dir: Path, args, device: str) -> dict:
             "patches_per_s_steady": args.steps * args.batch / wall, "data_wait_fraction": data_s / wall, "cfg": cfg}
 
 
+def _burn() -> None:  # a competing CPU-bound process (pure Python: holds one core, no threads)
+    x = 0
+    while True:
+        x = (x * 1103515245 + 12345) % 2147483648
+
+
+def _radae_rate(run_dir: Path, args, threads: int | None) -> tuple[float, int]:
+    """Steady patches/s of radae's loop with radae's own thread choice (``threads`` None) or a fixed count."""
+    from radae.threads import configure_torch
+
+    n = configure_torch(threads)
+    r = run_radae(run_dir, args, "cpu")
+    return r["patches_per_s_steady"], n
+
+
+def contention(args) -> int:
+    """Pretraining throughput alone and with ``--contend K`` busy processes; each measurement in a fresh process
+    (thread settings are per process), interleaved alone / contended / naive-threads contended."""
+    import multiprocessing as mp
+    import subprocess
+
+    from radae.threads import usable_cores
+
+    cores = usable_cores()
+    tmp = tempfile.TemporaryDirectory(prefix="radae-bench-") if args.workdir is None else None
+    work = Path(tmp.name) if tmp else args.workdir
+    try:
+        run_dir = make_rois(work, args.items, args.roi)
+
+        def measure(threads: int | None) -> tuple[float, int]:
+            code = ("import sys, json; sys.path.insert(0, %r); import bench_train as b; from pathlib import Path; "
+                    "import argparse; a = argparse.Namespace(**json.loads(sys.argv[1])); "
+                    "print(json.dumps(b._radae_rate(Path(sys.argv[2]), a, %r)))" % (str(Path(__file__).parent), threads))
+            ns = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, type(None)))}
+            env = dict(os.environ)
+            env.pop("OMP_NUM_THREADS", None)
+            env.pop("RADAE_THREADS", None)
+            env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+            out = subprocess.run([sys.executable, "-c", code, json.dumps(ns), str(run_dir)], capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                raise SystemExit(out.stderr[-2000:])
+            rate, n = json.loads(out.stdout.strip().splitlines()[-1])
+            return rate, n
+
+        alone, n_alone = measure(None)
+        burners = [mp.get_context("spawn").Process(target=_burn, daemon=True) for _ in range(args.contend)]
+        for b in burners:
+            b.start()
+        try:
+            time.sleep(2.0)  # let the load average see them
+            shared, n_shared = measure(None)
+            naive, n_naive = measure(min(cores, 8))  # the old default: every core, whatever else runs
+        finally:
+            for b in burners:
+                b.terminate()
+        # fair share: our threads and the K busy processes split the cores evenly
+        fair = max(1.0, (args.contend + min(n_alone, cores)) / cores)
+        load = os.getloadavg()[0]
+        print(f"pretraining {args.roi}^3, batch {args.batch}, {args.steps} steps; {cores} cores; load average now {load:.2f}")
+        print(f"alone: {alone:.2f} patches/s ({n_alone} threads); with {args.contend} busy process(es): radae threads "
+              f"{shared:.2f} patches/s ({n_shared} threads), all-cores threads {naive:.2f} patches/s ({n_naive} threads)")
+        print(f"ratio: pretraining slowdown under contention = {alone / shared:.2f}x with radae's thread settings, "
+              f"{alone / naive:.2f}x with {n_naive} threads (fair share about {fair:.2f}x)")
+        out = {"alone": alone, "contended": shared, "contended_all_threads": naive, "threads": [n_alone, n_shared, n_naive],
+               "contend": args.contend, "cores": cores, "slowdown": alone / shared, "slowdown_all_threads": alone / naive,
+               "fair_share": fair, "load_average": load, "command": " ".join([Path(sys.executable).name, *sys.argv])}
+        print(json.dumps(out))
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=1))
+    finally:
+        if tmp:
+            tmp.cleanup()
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -178,6 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores, at most 8)")
     ap.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
                     help="also time the naive loop (default: on for cuda)")
+    ap.add_argument("--contend", type=int, default=0, metavar="K",
+                    help="also time radae's loop while K CPU-bound processes compete, and print the slowdown ratio")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
@@ -188,6 +265,8 @@ def main(argv=None) -> int:
     args.workers = args.workers if args.workers is not None else (min(8, os.cpu_count() or 1) if gpu else 0)
     args.compare = gpu if args.compare is None else args.compare
     args.log_every = max(1, args.steps // 10)
+    if args.contend:
+        return contention(args)
 
     import torch
 

@@ -59,6 +59,13 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     # shrunk (about 20 s on an idle 2-core machine); bench_denoise's own defaults take ~65 s idle and >300 s under load
     "denoise": ("bench_denoise.py", ["--datasets", "mr", "--patients", "9", "--steps", "60", "--train-patches", "16",
                                      "--test-patches", "4", "--device", "cpu"], []),
+    # the same lesions through `pyradiomics batch.csv --jobs N` and `radae features --manifest --jobs N`
+    "vs_pyradiomics": ("bench_vs_pyradiomics.py", ["--cases", "40", "--jobs", "1", "2", "--repeats", "2"],
+                       ["--cases", "16", "--jobs", "1", "2", "--repeats", "1"]),
+    # pretraining alone vs beside one CPU-bound process (small 28^3 model: each measurement is a fresh process)
+    "contention": ("bench_train.py", ["--contend", "1", "--roi", "28", "--channels", "8", "16", "32", "--steps", "12",
+                                      "--batch", "4", "--items", "16"],
+                   ["--contend", "1", "--roi", "28", "--channels", "8", "16", "--steps", "6", "--batch", "4", "--items", "8"]),
 }
 QUICK_SKIP = {"denoise"}
 
@@ -111,6 +118,16 @@ def rows_for(name: str, r: dict) -> list[tuple[str, str, str, bool | None]]:
         out.append((f"preprocess serial volumes/s ({r['volumes']} STS MR)", f"{r['serial']['volumes_per_s']:.2f}", "-", None))
         v = r["speedup"]
         out.append((f"preprocess process x{r['process']['jobs']} / serial", f"{v:.2f}x", ">= 1.7x", v >= 1.7))
+    elif name == "vs_pyradiomics":
+        for jobs, v in sorted(r["results"].items(), key=lambda kv: int(kv[0])):
+            out.append((f"radae features / pyradiomics batch, lesions/s at N={jobs} ({v['lesions']} lesions)",
+                        f"{v['ratio']:.2f}x (CPU {v['cpu_ratio']:.2f}x)", ">= 1.0x", v["ratio"] >= 1.0))
+            out.append((f"  max relative difference of feature values, N={jobs}", f"{v['max_rel_diff']:.1e}", "<= 1e-9",
+                        v["max_rel_diff"] <= 1e-9))
+    elif name == "contention":
+        out.append((f"pretrain slowdown beside {r['contend']} busy process(es), radae threads {r['threads'][1]}",
+                    f"{r['slowdown']:.2f}x", f"near fair share {r['fair_share']:.2f}x", r["slowdown"] <= 1.5 * r["fair_share"]))
+        out.append((f"  same with {r['threads'][2]} threads (all cores)", f"{r['slowdown_all_threads']:.2f}x", "-", None))
     elif name == "denoise":
         mid = r["results"][len(r["results"]) // 2]
         out.append((f"denoise MR gain at sigma {mid['sigma']:.2f} ({mid['steps']} steps)", f"{mid['gain_db']:+.2f} dB", "> 0 dB",

@@ -20,3 +20,28 @@ def progress_iter(items: Iterable[T], total: int | None = None, desc: str = "", 
         for item in items:
             yield item
             prog.advance(task)
+
+
+class StepLog:
+    """``[i/n]`` progress lines with elapsed time and ETA, for loops whose items take seconds (benchmark fits)."""
+
+    def __init__(self, total: int, what: str, logger=None):
+        import logging
+        import time
+
+        self.total, self.what, self.done = max(1, int(total)), what, 0
+        self.logger = logger or logging.getLogger("radae")
+        self._clock = time.perf_counter
+        self.t0 = self._clock()
+
+    def step(self, label: str) -> None:
+        """Log that ``label`` starts (item ``done + 1`` of ``total``), with the ETA from the items finished so far."""
+        elapsed = self._clock() - self.t0
+        eta = "" if self.done == 0 else f", ETA {_mmss(elapsed / self.done * (self.total - self.done))}"
+        self.done += 1
+        self.logger.info("%s [%d/%d] %s (%s elapsed%s)", self.what, self.done, self.total, label, _mmss(elapsed), eta)
+
+
+def _mmss(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"

@@ -50,6 +50,7 @@ from radae.models.checkpoint import CHECKPOINT_FORMAT, FORMAT_VERSION, cpu_state
 from radae.models.losses import code_of, compute_loss, jacobian_frobenius_sq, psnr, reconstruction_loss
 from radae.models.noise import NOISE_KINDS, corrupt, noise_codes, noise_settings
 from radae.preprocess.store import load_patches, load_roi
+from radae.train_progress import TrainProgress, fmt as _g
 
 logger = logging.getLogger(__name__)
 
@@ -743,6 +744,7 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
             batches = batch_stream(mode, split.train, train_codes, cfg.preprocess.mask_channel, order, start_step + 1,
                                    total_steps, di.rank, device, pcfg.num_workers, resident) if not done else iter(())
             ddp.train()
+            progress = TrainProgress(total_steps, step, enabled=di.is_main, quiet=quiet)
             while not done:
                 t0 = time.perf_counter()
                 try:
@@ -829,11 +831,8 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                     if di.world > 1 and evaluating:
                         dist.broadcast(stop, 0)
                         early.stopped = bool(stop.item())
-                    if not quiet and di.is_main:
-                        logger.info("pretrain: step %d/%d loss %.5g (%.1f patches/s, data wait %.0f%%)%s", step, total_steps,
-                                    vals[0], last_train["patches_per_s"], 100 * last_train["data_wait_fraction"],
-                                    f", val loss {last_val['loss']:.5g}, PSNR {last_val['psnr_noisy']:.2f} -> "
-                                    f"{last_val['psnr_recon']:.2f} dB" if evaluating and di.is_main else "")
+                    progress.report(step, last_train["epoch"], vals[0], last_train["patches_per_s"],
+                                    last_train["data_wait_fraction"], last_val if evaluating and di.is_main else None)
                     win_t0 = time.perf_counter()  # the evaluation above is not training time
                 t_other = time.perf_counter()
                 if di.is_main and pcfg.preview_every and step % pcfg.preview_every == 0:
@@ -841,7 +840,9 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 if step % pcfg.checkpoint_every == 0 or last_step or early.stopped:
                     checkpoint(step)
                 win_other += time.perf_counter() - t_other
+                progress.advance(step)
                 done = early.stopped or last_step
+            progress.close()
             if ckpt is None and start_step == 0 and step == 0:
                 raise TrainError("pretrain: no training step was run")
 
@@ -883,8 +884,9 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 }
                 atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, default=str))
                 metrics.close()
-                logger.info("pretrain: done at step %d; train loss %s, val PSNR %s -> %s dB", step, summary["final_train_loss"],
-                            summary["val_psnr_noisy_db"], summary["val_psnr_recon_db"])
+                logger.info("pretrain: done at step %d; train loss %s, val PSNR %s -> %s dB", step,
+                            _g(summary["final_train_loss"]), _g(summary["val_psnr_noisy_db"], ".2f"),
+                            _g(summary["val_psnr_recon_db"], ".2f"))
             if di.world > 1:
                 dist.barrier()
             return summary

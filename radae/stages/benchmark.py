@@ -85,6 +85,7 @@ import pandas as pd
 
 from radae.config import BenchmarkConfig, PipelineConfig
 from radae.csvsafe import to_csv_text
+from radae.progress import StepLog
 from radae.errors import BenchmarkError, RadaeError, case_message
 from radae.evaluate import baselines, cv, redundancy, robustness, stats
 from radae.evaluate.survival import km_curves, survival_y
@@ -492,6 +493,9 @@ def run_task(
             y_perm = _permute_outcome(y, groups, rng)
             sp = cv.make_splits(cv.strata_of(y_perm), groups, bcfg.cv.folds, 1, bcfg.cv.seed + 1000 + r)
             controls.append((y_perm, [replace(s, repeat=r) for s in sp]))
+    n_fits = len(cohort.sets) * len(models) * bcfg.cv.repeats + (len(cohort.sets) * len(controls))
+    progress = StepLog(n_fits, f"benchmark {task}:", logger)  # set x model x repeat, controls included
+    by_repeat = [(y, [s for s in splits if s.repeat == r]) for r in sorted({s.repeat for s in splits})]
     for name, fs in cohort.sets.items():
         X = fs.X[mask]
         filt = (column_filters or {}).get(name)
@@ -501,12 +505,13 @@ def run_task(
                 correlation_threshold=bcfg.correlation_threshold, inner_folds=bcfg.cv.inner_folds,
                 preprocessing=fs.preprocessing, pca_components=bcfg.voxel_pca_components,
             )
-            runs = [(False, [(y, splits)])] + ([(True, controls)] if controls and i == 0 else [])
+            runs = [(False, by_repeat)] + ([(True, controls)] if controls and i == 0 else [])
             for control, pieces in runs:
-                logger.info("benchmark %s: %s / %s%s", task, name, model, " (shuffled-label control)" if control else "")
                 keys = dict(task=task, feature_set=name, model=model, control=control)
                 all_res: list[cv.FoldResult] = []
-                for yy, sp in pieces:
+                for rep, (yy, sp) in enumerate(pieces):
+                    progress.step(f"{name} / {model}{' (shuffled-label control)' if control else ''}, repeat "
+                                  f"{rep + 1}/{len(pieces)}")
                     res = cv.cross_validate(X, yy, groups, sp, spec, seed=seed, forced=fs.forced, survival_eval=survival_eval,
                                             column_filter=filt, n_jobs=bcfg.n_jobs)
                     all_res += res
