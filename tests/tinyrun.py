@@ -74,3 +74,54 @@ def build_tiny_run(runs_dir: Path, stages: list[str] | None = None) -> Path:
     if not (cfg.run_dir / "report" / "report.html").exists():
         build_report(cfg.run_dir)
     return cfg.run_dir
+
+
+# ----------------------------------------------------------------------------- the README's tiny-run numbers
+README = ROOT / "README.md"
+README_START, README_END = "<!-- tiny-run:start -->\n", "\n<!-- tiny-run:end -->"
+_METRICS = {"classification": ("auc", "class, AUC"), "survival": ("harrell_c", "OS, Harrell's C")}
+
+
+def readme_block(run_dir: Path) -> str:
+    """The README's tiny-run table from ``<run>/report/summary.json`` (fold-mean metric of every set, first model)."""
+    import json
+
+    numbers = json.loads((Path(run_dir) / "report" / "summary.json").read_text())["numbers"]
+    rows, sets = [], None
+    for task, (metric, label) in _METRICS.items():
+        per_set = {k: v for k, v in (numbers.get(task) or {}).items() if isinstance(v, dict)}
+        if not per_set:
+            continue
+        sets = sets or sorted(per_set)
+        cells = []
+        for s in sets:
+            models = per_set.get(s) or {}
+            model = sorted(models)[0] if models else None
+            value = ((models.get(model) or {}).get(metric) or {}).get("mean") if model else None
+            cells.append("-" if value is None else f"{value:.3f}")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    head = "| tiny test run (`tests/tinyrun.py`) | " + " | ".join(sets or []) + " |"
+    return "\n".join([head, "|---" * (1 + len(sets or [])) + "|", *rows])
+
+
+def readme_quoted_block(text: str | None = None) -> str:
+    text = README.read_text() if text is None else text
+    if README_START not in text or README_END not in text:
+        raise AssertionError("README lost its tiny-run markers")
+    return text.split(README_START, 1)[1].split(README_END, 1)[0]
+
+
+if __name__ == "__main__":  # python tests/tinyrun.py [--write]: rebuild the tiny run, print (or write) the README block
+    import os
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("RADAE_QUIET", "1")
+    with tempfile.TemporaryDirectory(prefix="radae-tiny-") as tmp:
+        block = readme_block(build_tiny_run(Path(tmp) / "runs"))
+    if "--write" in sys.argv:
+        text = README.read_text()
+        README.write_text(text.replace(README_START + readme_quoted_block(text) + README_END, README_START + block + README_END))
+        print(f"updated {README}")
+    print(block)
