@@ -118,6 +118,10 @@ if __name__ == "__main__":  # python tests/tinyrun.py [--write]: rebuild the tin
 
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("RADAE_QUIET", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as tests/conftest.py: one torch thread, the tests' numerics
+    import torch
+
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="radae-tiny-") as tmp:
         block = readme_block(build_tiny_run(Path(tmp) / "runs"))
     if "--write" in sys.argv:
