@@ -87,21 +87,19 @@ def readme_block(run_dir: Path) -> str:
     import json
 
     numbers = json.loads((Path(run_dir) / "report" / "summary.json").read_text())["numbers"]
-    rows, sets = [], None
+    values: dict[str, dict[str, float]] = {}  # task label -> feature set -> value
     for task, (metric, label) in _METRICS.items():
-        per_set = {k: v for k, v in (numbers.get(task) or {}).items() if isinstance(v, dict)}
-        if not per_set:
-            continue
-        sets = sets or sorted(per_set)
-        cells = []
-        for s in sets:
-            models = per_set.get(s) or {}
-            model = sorted(models)[0] if models else None
-            value = ((models.get(model) or {}).get(metric) or {}).get("mean") if model else None
-            cells.append("-" if value is None else f"{value:.3f}")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    head = "| tiny test run (`tests/tinyrun.py`) | " + " | ".join(sets or []) + " |"
-    return "\n".join([head, "|---" * (1 + len(sets or [])) + "|", *rows])
+        for name, models in sorted((numbers.get(task) or {}).items()):
+            if not isinstance(models, dict):
+                continue
+            model = sorted(k for k in models if isinstance(models[k], dict) and metric in models[k])[:1]
+            value = models[model[0]][metric].get("mean") if model else None
+            if value is not None:
+                values.setdefault(label, {})[name] = value
+    sets = sorted({s for v in values.values() for s in v})
+    rows = [f"| {label} | " + " | ".join(f"{v[s]:.3f}" if s in v else "-" for s in sets) + " |" for label, v in values.items()]
+    head = "| tiny test run (`tests/tinyrun.py`) | " + " | ".join(sets) + " |"
+    return "\n".join([head, "|---" * (1 + len(sets)) + "|", *rows])
 
 
 def readme_quoted_block(text: str | None = None) -> str:
