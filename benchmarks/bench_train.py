@@ -211,6 +211,7 @@ def contention(args) -> int:
             return rate, n
 
         alone, n_alone = measure(None)
+        alone_all, _ = measure(min(cores, 8))
         burners = [mp.get_context("spawn").Process(target=_burn, daemon=True) for _ in range(args.contend)]
         for b in burners:
             b.start()
@@ -227,10 +228,13 @@ def contention(args) -> int:
         print(f"pretraining {args.roi}^3, batch {args.batch}, {args.steps} steps; {cores} cores; load average now {load:.2f}")
         print(f"alone: {alone:.2f} patches/s ({n_alone} threads); with {args.contend} busy process(es): radae threads "
               f"{shared:.2f} patches/s ({n_shared} threads), all-cores threads {naive:.2f} patches/s ({n_naive} threads)")
+        print(f"alone with {min(cores, 8)} threads: {alone_all:.2f} patches/s")
         print(f"ratio: pretraining slowdown under contention = {alone / shared:.2f}x with radae's thread settings, "
-              f"{alone / naive:.2f}x with {n_naive} threads (fair share about {fair:.2f}x)")
+              f"{alone_all / naive:.2f}x with {n_naive} threads (fair share about {fair:.2f}x); contended throughput "
+              f"radae threads / all-cores threads = {shared / naive:.2f}")
         out = {"alone": alone, "contended": shared, "contended_all_threads": naive, "threads": [n_alone, n_shared, n_naive],
-               "contend": args.contend, "cores": cores, "slowdown": alone / shared, "slowdown_all_threads": alone / naive,
+               "contend": args.contend, "cores": cores, "slowdown": alone / shared, "slowdown_all_threads": alone_all / naive,
+               "alone_all_threads": alone_all,
                "fair_share": fair, "load_average": load, "command": " ".join([Path(sys.executable).name, *sys.argv])}
         print(json.dumps(out))
         if args.json:
