@@ -6,12 +6,14 @@ because OpenMP threads spin-wait at every barrier and each op waits for its slow
 
 - sets ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning) before torch starts OpenMP,
   unless the user set it;
-- uses at most the *free* cores for intra-op threads: all cores minus the other runnable load (1-minute load
-  average), at least 1, at most 8; ``threads:`` in the pipeline or env ``RADAE_THREADS`` override it;
+- uses as many intra-op threads as the process may use cores (at most 8), a fixed number for a machine, so the
+  same run gives the same bytes whatever else the machine is doing; ``threads:`` in the pipeline or env
+  ``RADAE_THREADS`` override it, and ``RADAE_THREADS=free`` opts into using only the *free* cores (all cores minus
+  the other runnable load, 1-minute load average, at least 1) on a shared machine;
 - gives each worker process (PyRadiomics pools, preprocess pools, DataLoader workers) one thread.
 
-The thread count can change floating-point rounding of CPU reductions; set ``threads: N`` for runs that must be
-bit-identical across machine loads (the count used is in ``environment.json``).
+The thread count can change floating-point rounding of CPU reductions, which is why the load-dependent count is
+opt-in (the count used is in ``environment.json``).
 """
 from __future__ import annotations
 
@@ -45,11 +47,14 @@ def passive_openmp() -> None:
 
 
 def default_threads(requested: int | None = None, world: int = 1) -> int:
-    """``requested`` or env RADAE_THREADS, else the free cores (at most 8) divided among ``world`` processes."""
-    n = requested or int(os.environ.get("RADAE_THREADS", "0") or 0)
+    """``requested`` or env RADAE_THREADS (a number, or ``free``), else the usable cores (at most 8) divided among
+    ``world`` processes."""
+    env = os.environ.get("RADAE_THREADS", "").strip().lower()
+    n = requested or (int(env) if env.isdigit() else 0)
     if n:
         return n
-    return max(1, min(free_cores(), MAX_DEFAULT_THREADS) // max(1, world))
+    cores = free_cores() if env == "free" else usable_cores()
+    return max(1, min(cores, MAX_DEFAULT_THREADS) // max(1, world))
 
 
 def configure_torch(requested: int | None = None, world: int = 1) -> int:

@@ -11,12 +11,15 @@ def test_free_cores_leave_out_the_other_load():
 
 def test_default_threads(monkeypatch):
     monkeypatch.delenv("RADAE_THREADS", raising=False)
-    monkeypatch.setattr(threads, "free_cores", lambda: 12)
-    assert threads.default_threads() == threads.MAX_DEFAULT_THREADS
+    monkeypatch.setattr(threads, "usable_cores", lambda: 12)
+    monkeypatch.setattr(threads, "free_cores", lambda: 3)
+    assert threads.default_threads() == threads.MAX_DEFAULT_THREADS  # not load-dependent unless asked: reproducible
     assert threads.default_threads(world=4) == 2
     assert threads.default_threads(3) == 3
     monkeypatch.setenv("RADAE_THREADS", "5")
     assert threads.default_threads() == 5
+    monkeypatch.setenv("RADAE_THREADS", "free")
+    assert threads.default_threads() == 3
 
 
 def test_passive_openmp_keeps_the_users_choice(monkeypatch):
