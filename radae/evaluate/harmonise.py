@@ -128,7 +128,10 @@ class ComBat(TransformerMixin, BaseEstimator):
         return out
 
     def get_feature_names_out(self, input_features=None):
-        return np.asarray([f"x{j}" for j in range(self.n_features_in_ - 1)], dtype=object)
+        """The input names without the final batch column."""
+        if input_features is None:
+            return np.asarray([f"x{j}" for j in range(self.n_features_in_ - 1)], dtype=object)
+        return np.asarray(list(input_features)[:-1], dtype=object)
 
 
 def with_batch(X: np.ndarray, forced: np.ndarray, codes: np.ndarray, column_filter=None):
