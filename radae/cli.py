@@ -101,12 +101,13 @@ def synth(
     seed: int = typer.Option(0, "--seed"),
     size: int = typer.Option(48, "--size", min=24, max=256, help="voxels per axis"),
     unlabeled: Optional[int] = typer.Option(None, "--unlabeled", help="extra unlabeled patients (default cases/2)"),
+    sites: int = typer.Option(1, "--sites", min=1, max=8, help="> 1: a site column with a planted scanner effect, and cohorts A/B"),
 ) -> None:
     """Write the synthetic cohort (NIfTI + manifest + ground truth)."""
     from radae.synth import generate_cohort
 
     _setup(False, False)
-    df = generate_cohort(out, cases=cases, seed=seed, size_vox=size, unlabeled=unlabeled)
+    df = generate_cohort(out, cases=cases, seed=seed, size_vox=size, unlabeled=unlabeled, sites=sites)
     typer.echo(f"wrote {len(df)} lesions to {out.resolve()} (manifest.csv, truth.csv)")
 
 
