@@ -158,3 +158,50 @@ def test_net_benefit_matches_dcurves():
         r = ref[ref["model"] == ref_name].sort_values("threshold")["net_benefit"].to_numpy()
         o = ours[ours["strategy"] == ours_name].sort_values("threshold")["net_benefit"].to_numpy()
         assert np.allclose(o, r, atol=1e-12), ours_name
+
+
+def test_harmonised_external_run_and_predict_with_the_batch_column(tmp_path):
+    run_dir = tmp_path / "run"
+    cases = _external_run(run_dir, n=60)
+    cases["site"] = np.where(cases["patient_id"].str[1:].astype(int) % 3 == 0, "s2", "s1")
+    cases.to_parquet(run_dir / "ingest" / "cases.parquet", index=False)
+    lat = pd.read_parquet(run_dir / "extract" / "latent.parquet")
+    s2 = lat["case_id"].isin(cases.loc[cases["site"] == "s2", "case_id"]).to_numpy()
+    cols = [c for c in lat.columns if c.startswith("latent_")]
+    lat.loc[s2, cols] = lat.loc[s2, cols] * 2.0 + 3.0  # planted site effect on every latent
+    lat.to_parquet(run_dir / "extract" / "latent.parquet", index=False)
+    (run_dir / "benchmark").mkdir()
+    s = run_benchmark(run_dir, _cfg(run_dir, feature_sets=["learned"], survival=None, harmonise={"batch": "site"}), 0, FAIL,
+                      run_dir / "benchmark")
+    assert s["external"]["results"]["classification"]["learned"]["logistic_l2"]["auc"]["estimate"] > 0.7
+    model = run_dir / "benchmark" / "models" / "classification__learned__logistic_l2.joblib"
+    bundle = external.load_model(model)
+    assert bundle["card"]["harmonise"] == {"batch": "site", "labels": ["s1", "s2"]} and bundle["card"]["preprocessing"][0] == "harmonise"
+    feats = pd.read_parquet(run_dir / "benchmark" / "external" / "features__learned.parquet")
+    stage = pd.read_parquet(run_dir / "benchmark" / "external" / "predictions.parquet")
+    assert np.array_equal(external.predict_table(bundle, feats)["score"].to_numpy(), stage["score"].to_numpy())
+    with pytest.raises(BenchmarkError, match="missing .*'site'"):
+        external.predict_table(bundle, feats.drop(columns=["site"]))
+    with pytest.raises(BenchmarkError, match="'s3' was not in the development cohort"):
+        external.predict_table(bundle, feats.assign(site="s3"))
+
+
+def test_report_section_states_the_external_numbers(ext_run):
+    from radae.report.artifacts import RunFolder
+    from radae.report.blocks import Figure, Table
+    from radae.report.external import external_section
+    from radae.report.keys import KeyNumbers
+    from radae.report.sections import Context
+
+    run_dir, summary = ext_run
+    ctx = Context(run=RunFolder(run_dir), keys=KeyNumbers(), cfg={"benchmark": {"external": {"column": "cohort"}}})
+    sec = external_section(ctx)
+    flat = ctx.keys.flat()
+    want = summary["external"]["results"]["classification"]["learned"]["logistic_l2"]["auc"]["estimate"]
+    assert abs(flat["external.classification.learned.logistic_l2.auc"] - want) < 1e-3
+    assert flat["external.n_validate_patients"] == 45
+    tables = [b for b in sec.blocks if isinstance(b, Table)]
+    assert any("TRIPOD" in "".join(map(str, t.rows)) or t.columns[0] == "item" for t in tables)
+    assert sum(isinstance(b, Figure) for b in sec.blocks) == 2  # calibration and decision curves
+    epv = [t for t in tables if "events per predictor" in t.columns][0]
+    assert all(r[5] for r in epv.rows)  # 8 predictors, < 23 events: every set is flagged
