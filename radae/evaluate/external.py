@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 CARD_VERSION = 1
 ID_COLUMNS = ("case_id", "patient_id")
+NON_FEATURE = ("n_lesions", "case_ids")  # bookkeeping columns of extract/*_patient.parquet
 EPV_WARN = 10.0  # events per candidate predictor below this: the model is likely overfitted (Riley et al. 2019)
 
 
@@ -188,12 +189,13 @@ def check_schema(card: dict, table: pd.DataFrame, provenance: dict, where: str) 
     missing = [c for c in want + ([batch] if batch else []) if c not in table.columns]
     if missing:
         raise BenchmarkError(f"file {where}: {len(missing)} column(s) the model needs are missing (first: {missing[0]!r})")
-    extra = [c for c in table.columns if c not in set(want) | allowed]
+    # PyRadiomics diagnostics and the patient tables' bookkeeping columns are not features: ignored
+    extra = [c for c in table.columns if c not in set(want) | allowed | set(NON_FEATURE) and not str(c).startswith("diagnostics_")]
     if extra:
         raise BenchmarkError(f"file {where}: {len(extra)} column(s) the model was not trained on (first: {extra[0]!r}) -> "
                              "select the model's input_columns (see its card)")
-    if "case_id" not in table.columns:
-        raise BenchmarkError(f"file {where}: column 'case_id' is missing")
+    if "case_id" not in table.columns and "patient_id" not in table.columns:
+        raise BenchmarkError(f"file {where}: neither case_id nor patient_id is a column; predictions need an id")
     have_v = (provenance.get("versions") or {}).get("radae") or provenance.get("radae_version")
     if have_v and have_v != card["versions"]["radae"]:
         raise BenchmarkError(f"file {where}: features from radae {have_v}, but the model was trained on radae {card['versions']['radae']} features -> re-extract with that version")
@@ -224,7 +226,7 @@ def predict_table(bundle: dict, table: pd.DataFrame, provenance: dict | None = N
     if batch:
         code = {v: i for i, v in enumerate(card["harmonise"]["labels"])}
         X, _, _ = with_batch(X, np.zeros(X.shape[1], bool), table[batch].astype(str).map(code).to_numpy(dtype=float))
-    out = pd.DataFrame({"case_id": table["case_id"].astype(str).to_numpy(),
+    out = pd.DataFrame({"case_id": table["case_id"].astype(str).to_numpy() if "case_id" in table else "",
                         "patient_id": table["patient_id"].astype(str).to_numpy() if "patient_id" in table else "",
                         "score": score(pipe, X, card["task"])})
     return out
