@@ -45,6 +45,7 @@ def ext_run(tmp_path_factory):
     return run_dir, summary
 
 
+@pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
 def test_locked_models_validated_once_on_the_second_cohort(ext_run):
     run_dir, summary = ext_run
     ext = summary["external"]
@@ -70,6 +71,7 @@ def test_locked_models_validated_once_on_the_second_cohort(ext_run):
     assert summary["sample_size"]["classification"]["learned"]["candidate_predictors"] == 8
 
 
+@pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
 def test_predict_round_trips_the_stage_predictions(ext_run, tmp_path):
     run_dir, _ = ext_run
     ext_dir = run_dir / "benchmark" / "external"
@@ -90,6 +92,7 @@ def test_predict_round_trips_the_stage_predictions(ext_run, tmp_path):
     assert np.allclose(shuffled.loc[stage["case_id"], "score"].to_numpy(), stage["score"].to_numpy(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit,message", [
     (lambda t: t.drop(columns=["latent_003"]), "missing (first: 'latent_003')"),
     (lambda t: t.assign(original_glcm_X=1.0), "not trained on (first: 'original_glcm_X')"),
@@ -103,6 +106,7 @@ def test_predict_schema_errors_are_one_line(ext_run, tmp_path, edit, message):
     assert r.exit_code == 2 and message in r.output and len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
 def test_predict_refuses_other_radae_or_encoder_version(ext_run):
     run_dir, _ = ext_run
     bundle = external.load_model(run_dir / "benchmark" / "models" / "classification__learned__logistic_l2.joblib")
@@ -129,6 +133,7 @@ def test_refuses_a_validation_cohort_the_encoder_saw(tmp_path, b_is_eval, pretra
         run_benchmark(run_dir, _cfg(run_dir), 0, FAIL, run_dir / "benchmark")
 
 
+@pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
 def test_handcrafted_only_needs_no_encoder_check(tmp_path):
     run_dir = tmp_path / "run"
     _external_run(run_dir, n=40, b_is_eval=False)
@@ -160,6 +165,7 @@ def test_net_benefit_matches_dcurves():
         assert np.allclose(o, r, atol=1e-12), ours_name
 
 
+@pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
 def test_harmonised_external_run_and_predict_with_the_batch_column(tmp_path):
     run_dir = tmp_path / "run"
     cases = _external_run(run_dir, n=60)
@@ -186,6 +192,7 @@ def test_harmonised_external_run_and_predict_with_the_batch_column(tmp_path):
         external.predict_table(bundle, feats.assign(site="s3"))
 
 
+@pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
 def test_report_section_states_the_external_numbers(ext_run):
     from radae.report.artifacts import RunFolder
     from radae.report.blocks import Figure, Table
