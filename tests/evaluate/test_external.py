@@ -212,3 +212,12 @@ def test_report_section_states_the_external_numbers(ext_run):
     assert sum(isinstance(b, Figure) for b in sec.blocks) == 2  # calibration and decision curves
     epv = [t for t in tables if "events per predictor" in t.columns][0]
     assert all(r[5] for r in epv.rows)  # 8 predictors, < 23 events: every set is flagged
+
+
+def test_external_config_round_trips_and_refuses_overlap(tmp_path):
+    cfg = pipeline_config(tmp_path / "r", external={"column": "is_evaluation", "develop": [False], "validate": [True]})
+    dumped = cfg.model_dump(mode="json")["benchmark"]["external"]
+    assert dumped == {"column": "is_evaluation", "develop": ["false"], "validate": ["true"]}  # YAML spelling, reloadable
+    assert type(cfg).model_validate(cfg.model_dump(mode="json")) == cfg
+    with pytest.raises(Exception, match="in both develop and validate"):
+        pipeline_config(tmp_path / "r", external={"column": "c", "develop": ["A"], "validate": ["a"]})
