@@ -363,7 +363,7 @@ def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int, memory: st
         from radae.evaluate.harmonise import ComBat
 
         forced = forced[:-1]
-        head = [("harmonise", ComBat(columns=~forced))]
+        head = [("harmonise", ComBat(columns=~forced, unseen="identity"))]  # a small inner split may lack a site
     if spec.preprocessing == "voxel_pca":
         pre: list = [  # voxels are never missing: no imputer
             ("pca", VoxelPCA(spec.pca_components, random_state=seed)),

@@ -284,6 +284,10 @@ def validate_locked(run: LockedRun, set_name: str, columns: list[str], forced: n
     spec = pipeline_spec(run.task, model, preprocessing, bcfg, batch is not None)
     Xd, Xv, fz = run.X_dev, run.X_val, forced
     if batch is not None:
+        new = sorted(set(np.unique(batch[1]).astype(int)) - set(np.unique(batch[0]).astype(int)))
+        if new:
+            raise BenchmarkError(f"benchmark.harmonise: site {batch[2][new[0]]!r} is in the validation cohort only, so ComBat cannot "
+                                 "correct it -> every validation site must also be in the development cohort")
         Xd, fz, _ = with_batch(Xd, forced, batch[0])
         Xv, _, _ = with_batch(Xv, forced, batch[1])
     pipe, params = fit_locked(Xd, run.y_dev, run.groups_dev, spec, fz, seed)

@@ -13,8 +13,11 @@ location ``gamma`` and scale ``delta``:
 
 No outcome or covariate enters (a label as a ComBat covariate would leak into the test rows); ``fit``
 estimates everything on the training rows and ``transform`` applies those estimates to any rows of a
-batch seen in training, the way ``neuroCombatFromTraining`` does. A batch never seen in training is an
-error (its effect cannot be estimated from rows that are not there).
+batch seen in training, the way ``neuroCombatFromTraining`` does. A batch never seen in training cannot
+be corrected (its effect cannot be estimated from rows that are not there): ``unseen="raise"`` refuses it,
+``unseen="identity"`` (what the CV pipelines use) leaves those rows as they are - a small inner-CV
+training split may lack a site, and tuning should not fail for it. Locked models and ``radae predict``
+refuse a site the development cohort did not have, before ComBat is reached.
 
 The batch travels as the LAST input column (an integer code), so the transformer fits in a ``Pipeline``
 whose other steps never see it. ``columns`` (bool mask over the feature columns) says which columns are
@@ -71,8 +74,9 @@ def _eb_batch(z: np.ndarray, g_hat: np.ndarray, d_hat: np.ndarray, max_iter: int
 class ComBat(TransformerMixin, BaseEstimator):
     """Parametric empirical-Bayes ComBat; the last input column is the batch code (dropped on output)."""
 
-    def __init__(self, columns: np.ndarray | None = None):
+    def __init__(self, columns: np.ndarray | None = None, unseen: str = "raise"):
         self.columns = columns
+        self.unseen = unseen
 
     def _split(self, X) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=float)
@@ -117,6 +121,12 @@ class ComBat(TransformerMixin, BaseEstimator):
     def transform(self, X):
         F, batch = self._split(X)
         unseen = np.setdiff1d(np.unique(batch), self.batches_)
+        if len(unseen) and self.unseen == "identity":
+            out = F.copy()
+            seen = np.isin(batch, self.batches_)
+            if seen.any():
+                out[seen] = self.transform(X[seen])
+            return out
         if len(unseen):
             raise BenchmarkError(f"ComBat: batch code(s) {unseen.tolist()} were not in the training rows, so their site effect "
                                  "cannot be estimated -> every site of the validation cohort must also be in the development cohort")

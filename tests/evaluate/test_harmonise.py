@@ -82,3 +82,12 @@ def test_batch_codes_errors():
         batch_codes(pd.Series(["a", None]), "site")
     codes, labels = batch_codes(pd.Series(["b", "a", "b"]), "site")
     assert labels == ["a", "b"] and codes.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_unseen_batch_left_unchanged_in_identity_mode():
+    X, _, site = _sites()
+    A = np.column_stack([X, site])
+    m = ComBat(unseen="identity").fit(A[site == 0])
+    out = m.transform(A)
+    assert np.array_equal(out[site == 1], X[site == 1])
+    assert np.allclose(out[site == 0], ComBat().fit(A[site == 0]).transform(A[site == 0]))
