@@ -124,13 +124,45 @@ def synth(
     seed: int = typer.Option(0, "--seed"),
     size: int = typer.Option(48, "--size", min=24, max=256, help="voxels per axis"),
     unlabeled: Optional[int] = typer.Option(None, "--unlabeled", help="extra unlabeled patients (default cases/2)"),
+    sites: int = typer.Option(1, "--sites", min=1, max=8, help="> 1: a site column with a planted scanner effect, and cohorts A/B"),
 ) -> None:
     """Write the synthetic cohort (NIfTI + manifest + ground truth)."""
     from radae.synth import generate_cohort
 
     _setup(False, False)
-    df = generate_cohort(out, cases=cases, seed=seed, size_vox=size, unlabeled=unlabeled)
+    df = generate_cohort(out, cases=cases, seed=seed, size_vox=size, unlabeled=unlabeled, sites=sites)
     typer.echo(f"wrote {len(df)} lesions to {out.resolve()} (manifest.csv, truth.csv)")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="a saved model: runs/<name>/benchmark/models/<task>__<set>__<model>.joblib"),
+    features: Path = typer.Option(..., "--features", help="feature table (Parquet): case_id, patient_id and the model's input columns"),
+    out: Optional[Path] = typer.Option(None, "--out", help="predictions CSV to write (default: stdout)"),
+) -> None:
+    """Apply a locked model to a new feature table (schema and version checked first)."""
+    from radae.evaluate.external import load_model, predict_table
+    from radae.features.table import read_provenance
+
+    try:
+        bundle = load_model(model)
+        try:
+            import pandas as pd
+
+            table, prov = pd.read_parquet(features), read_provenance(features)
+        except (OSError, ValueError) as e:
+            raise RadaeError(f"file {features}: cannot read the feature table ({type(e).__name__}: {e})") from None
+        pred = predict_table(bundle, table, prov, str(features))
+    except RadaeError as e:
+        _fail(e)
+    text = pred.to_csv(index=False, float_format="%.17g")  # round-trips every double exactly
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        from radae.fsutil import atomic_write_text
+
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {len(pred)} predictions ({bundle['card']['task']}: {'P(y=1)' if bundle['card']['task'] == 'classification' else 'risk'}) to {out}")
 
 
 @app.command()

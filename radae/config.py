@@ -43,6 +43,7 @@ class SynthConfig(_Model):
     seed: int = 0
     size_vox: int = Field(48, ge=24, le=256)
     multi_lesion_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    sites: int = Field(1, ge=1, le=8)  # > 1: manifest gets `site` (with a planted intensity effect) and `cohort` (A/B halves)
 
 
 class NpzSource(_Model):
@@ -314,6 +315,36 @@ class RobustnessConfig(_Model):
     translation_vox: float = Field(1.0, gt=0.0, le=5.0)  # largest shift per axis
 
 
+class ExternalConfig(_Model):
+    """External validation: develop (nested CV, then refit) on rows whose ``column`` is in ``develop``,
+    apply the locked models once to rows in ``validate``. Values compare as text ("true" matches True)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, serialize_by_alias=True, validate_by_name=True)
+    column: str
+    develop: tuple[str, ...] = Field(min_length=1)
+    validate_: tuple[str, ...] = Field(alias="validate", min_length=1)
+
+    @field_validator("develop", "validate_", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return tuple(str(x).strip().lower() for x in v) if isinstance(v, (list, tuple)) else v
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "ExternalConfig":
+        both = set(self.develop) & set(self.validate_)
+        if both:
+            raise ValueError(f"benchmark.external: value(s) {sorted(both)} are in both develop and validate")
+        return self
+
+
+class HarmoniseConfig(_Model):
+    """ComBat harmonisation of the features by a manifest ``batch`` column (site/scanner), fitted on each
+    training fold only (and on the whole development cohort for the locked model)."""
+
+    batch: str
+    method: Literal["combat"] = "combat"
+
+
 class BenchmarkConfig(_Model):
     classification: ClassificationTask | None = None
     survival: SurvivalTask | None = None
@@ -340,6 +371,8 @@ class BenchmarkConfig(_Model):
     redundancy: bool = True
     robustness: RobustnessConfig = RobustnessConfig()
     n_jobs: int = Field(1, ge=1, le=256)
+    external: ExternalConfig | None = None  # develop on one cohort, validate locked models on another
+    harmonise: HarmoniseConfig | None = None  # ComBat inside every fold pipeline
 
     @model_validator(mode="after")
     def _sets(self) -> "BenchmarkConfig":

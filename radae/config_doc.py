@@ -22,7 +22,7 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]
     for name, field in model.model_fields.items():
         if field.exclude:
             continue
-        key = f"{prefix}{name}"
+        key = f"{prefix}{field.alias or name}"  # the YAML spelling (an alias where the name would shadow pydantic)
         ann = field.annotation
         sub = None
         for cand in (ann, *typing.get_args(ann)):

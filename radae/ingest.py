@@ -76,7 +76,8 @@ def ensure_synth(cfg: PipelineConfig) -> None:
     want = json_sha256({**s.model_dump(mode="json"), "generator": SYNTH_VERSION})
     if stamp.exists() and stamp.read_text().strip() == want and (out / "manifest.csv").exists():
         return
-    generate_cohort(out, cases=s.cases, seed=s.seed, size_vox=s.size_vox, multi_lesion_fraction=s.multi_lesion_fraction)
+    generate_cohort(out, cases=s.cases, seed=s.seed, size_vox=s.size_vox, multi_lesion_fraction=s.multi_lesion_fraction,
+                    sites=s.sites)
     stamp.write_text(want)
 
 
@@ -93,6 +94,8 @@ def outcome_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
         binary.append(b.survival.event)
     req += list(b.clinical)
     num += list(b.clinical)
+    # cohort and batch columns (is_evaluation is made by ingest from data.evaluation_patients, not read)
+    req += [c for c in (b.external.column if b.external else None, b.harmonise.batch if b.harmonise else None) if c and c != "is_evaluation"]
     return {"required_columns": tuple(req), "numeric_columns": tuple(num), "binary_columns": tuple(binary),
             "nonnegative_columns": tuple(nonneg)}
 

@@ -24,6 +24,12 @@ are drawn from an exponential model with hazard exp(risk) and uniform censoring.
 noise and varying voxel spacings; some patients have two lesions (labels 1 and 2 in one mask). Extra unlabeled
 patients (no outcomes) feed pretraining.
 
+With ``sites > 1`` each patient also gets a ``site`` (site_1, site_2, ...) whose scanner changes the image:
+site k (0-based) scales intensities by ``1 + 0.15 k``, shifts them by ``+25 k`` HU and adds noise of SD ``10 k`` HU
+(a planted site effect, independent of the outcome), and every labeled patient a ``cohort`` (A or B, a seeded
+half each; unlabeled patients get none) for external-validation examples. These draws come from a separate
+stream, so ``sites=1`` (the default) writes exactly the cohort it always did.
+
 Everything is drawn from ``np.random.default_rng(seed)``: same seed -> same bytes.
 Outputs in ``out``: ``images/*.nii.gz``, ``masks/*.nii.gz``, ``manifest.csv``, ``truth.csv``, ``oracle.json``,
 ``evaluation_patients.txt`` (the labeled patients, kept out of pretraining by default).
@@ -131,7 +137,7 @@ def _write(arr: np.ndarray, spacing: np.ndarray, origin: np.ndarray, path: Path)
 
 
 def generate_cohort(out: str | Path, cases: int = 40, seed: int = 0, size_vox: int = 48,
-                    multi_lesion_fraction: float = 0.2, unlabeled: int | None = None) -> pd.DataFrame:
+                    multi_lesion_fraction: float = 0.2, unlabeled: int | None = None, sites: int = 1) -> pd.DataFrame:
     """Write the cohort to ``out``; returns the manifest. ``cases`` labeled patients + ``unlabeled`` extra."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -139,6 +145,9 @@ def generate_cohort(out: str | Path, cases: int = 40, seed: int = 0, size_vox: i
     rng = np.random.default_rng(seed)
     n_unlabeled = cases // 2 if unlabeled is None else unlabeled
     rows, truth, evaluation = [], [], []
+    site_rng = np.random.default_rng(np.random.SeedSequence([seed, 101]))  # its own stream: sites=1 leaves the cohort unchanged
+    site_of = site_rng.integers(0, sites, cases + n_unlabeled) if sites > 1 else np.zeros(cases + n_unlabeled, int)
+    cohort_of = np.where(site_rng.permutation(cases) < cases // 2, "A", "B") if sites > 1 else None
     for p in range(cases + n_unlabeled):
         labeled = p < cases
         pid = f"SYN{p:04d}" if labeled else f"UNL{p - cases:04d}"
@@ -164,6 +173,9 @@ def generate_cohort(out: str | Path, cases: int = 40, seed: int = 0, size_vox: i
                 "rim_hu": _class_property(rng, "rim_hu", y),
             })
         img, mask = _scan(rng, size_vox, spacing, lesions)
+        if site_of[p] > 0:  # the planted scanner effect of this patient's site
+            k = int(site_of[p])
+            img = ((1.0 + 0.15 * k) * img + 25.0 * k + site_rng.normal(0.0, 10.0 * k, img.shape)).astype(np.float32)
         origin = rng.uniform(-200, 200, 3).round(2)
         img_path, mask_path = out / "images" / f"{pid}.nii.gz", out / "masks" / f"{pid}.nii.gz"
         _write(img, spacing, origin, img_path)
@@ -180,6 +192,7 @@ def generate_cohort(out: str | Path, cases: int = 40, seed: int = 0, size_vox: i
                 "mask_label": k, "modality": "CT",
                 "label": y if labeled else None, "os_time": time if labeled else None,
                 "os_event": event if labeled else None, "age": age if labeled else None,
+                **({"site": f"site_{int(site_of[p]) + 1}", "cohort": cohort_of[p] if labeled else None} if sites > 1 else {}),
             })
             les = lesions[k - 1]
             truth.append({"case_id": cid, "patient_id": pid, "labeled": labeled, "label": y, "risk": risk,

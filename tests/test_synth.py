@@ -59,3 +59,21 @@ def test_ground_truth_matches_masks_images_and_outcomes(tmp_path):
     # lesions of one patient share the patient's outcome
     labeled = manifest.dropna(subset=["label"])
     assert (labeled.groupby("patient_id")[["label", "os_time", "os_event"]].nunique() == 1).all().all()
+
+
+def test_sites_plant_a_scanner_effect_and_leave_everything_else_unchanged(tmp_path):
+    kw = dict(cases=8, seed=2, size_vox=24, multi_lesion_fraction=0.0, unlabeled=2)
+    one = generate_cohort(tmp_path / "one", **kw)
+    two = generate_cohort(tmp_path / "two", sites=2, **kw)
+    assert "site" not in one.columns and "cohort" not in one.columns  # default: the cohort it always was
+    assert two.drop(columns=["site", "cohort"]).equals(one)
+    assert (tmp_path / "one" / "truth.csv").read_bytes() == (tmp_path / "two" / "truth.csv").read_bytes()
+    labeled = two[two["label"].notna()]
+    assert sorted(labeled["cohort"].value_counts().tolist()) == [4, 4] and two.loc[two["label"].isna(), "cohort"].isna().all()
+    for row in two.itertuples():
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "one" / row.image)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "two" / row.image)))
+        if row.site == "site_1":
+            assert np.array_equal(a, b)
+        else:  # scale 1.15, shift +25 HU, extra noise
+            assert abs(b.mean() - (1.15 * a.mean() + 25.0)) < 1.0 and (b - 1.15 * a - 25.0).std() > 5.0

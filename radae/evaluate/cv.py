@@ -343,6 +343,7 @@ class PipelineSpec:
     inner_folds: int = 3
     preprocessing: Literal["standard", "voxel_pca"] = "standard"
     pca_components: int = 10
+    harmonise: bool = False  # the last input column is a batch code: ComBat first (radae.evaluate.harmonise)
 
 
 def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int, memory: str | None = None) -> tuple[Pipeline, dict[str, list]]:
@@ -357,6 +358,12 @@ def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int, memory: st
         raise BenchmarkError(f"model {spec.model!r} is not a {spec.task} model; choose from {sorted(registry)}")
     model, grid = registry[spec.model](seed)
     forced = np.asarray(forced, dtype=bool)
+    head: list = []
+    if spec.harmonise:
+        from radae.evaluate.harmonise import ComBat
+
+        forced = forced[:-1]
+        head = [("harmonise", ComBat(columns=~forced, unseen="identity"))]  # a small inner split may lack a site
     if spec.preprocessing == "voxel_pca":
         pre: list = [  # voxels are never missing: no imputer
             ("pca", VoxelPCA(spec.pca_components, random_state=seed)),
@@ -383,7 +390,7 @@ def build_pipeline(spec: PipelineSpec, forced: np.ndarray, seed: int, memory: st
             pre = [("columns", cols)]
         else:
             pre = chain
-    pipe = Pipeline(pre + [("model", model)], memory=memory)
+    pipe = Pipeline(head + pre + [("model", model)], memory=memory)
     return pipe, {f"model__{k}": v for k, v in grid.items()}
 
 
@@ -460,7 +467,7 @@ def fit_fold(
     ytr, yte = y[tr], y[te]
     fold_seed = _derived_seed(seed, split.repeat, split.fold)
     with tempfile.TemporaryDirectory(prefix="radae-cv-") as cache:
-        return _fit_fold(Xtr, Xte, ytr, yte, groups[tr], te, split, spec, forced[cols], fold_seed, cache, survival_eval, int(cols.sum()))
+        return _fit_fold(Xtr, Xte, ytr, yte, groups[tr], te, split, spec, forced[cols], fold_seed, cache, survival_eval, int(cols.sum()) - int(spec.harmonise))
 
 
 def _fit_fold(Xtr, Xte, ytr, yte, groups_tr, te, split, spec, forced, fold_seed, cache, survival_eval, n_features) -> FoldResult:

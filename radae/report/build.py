@@ -17,6 +17,7 @@ import jinja2
 import radae
 from radae.fsutil import atomic_write_text
 from radae.report import sections as S
+from radae.report.external import external_section
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Table
 from radae.report.keys import KeyNumbers
@@ -76,6 +77,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, title: 
         "robustness": S.robustness_section(ctx),
         "redundancy": S.redundancy_section(ctx),
         "ibsi": S.ibsi_section(ctx),
+        "external": external_section(ctx),
     }
     summary = S.summary_section(ctx)
     appendix = S.appendix_section(ctx, rerun_command(run_dir))

@@ -563,7 +563,8 @@ def downstream_section(ctx: Context) -> Section:
         "{}-replicate patient bootstrap. Pairwise p-values are adjusted with {} within each task and test.").format(
         ("evaluation patients only (their images, not their labels, were used in pretraining)"
          if _pretrain_saw_evaluation_images(ctx)
-         else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients" else "all patients",
+         else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients"
+        else "the development cohort only (see External validation)" if summ.get("cohort") == "external_development" else "all patients",
         k.put("benchmark.n_rows", summ.get("n_rows"), "int"), _unit_word(summ.get("unit")),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
         cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"), cvc.get("bootstrap"),

@@ -87,7 +87,7 @@ from radae.config import BenchmarkConfig, PipelineConfig
 from radae.csvsafe import to_csv_text
 from radae.progress import StepLog
 from radae.errors import BenchmarkError, RadaeError, case_message
-from radae.evaluate import baselines, cv, redundancy, robustness, stats
+from radae.evaluate import baselines, cv, external, harmonise, redundancy, robustness, stats
 from radae.evaluate.survival import km_curves, survival_y
 from radae.fsutil import atomic_path, atomic_write_text
 from radae.runner import RunContext, stage
@@ -133,6 +133,8 @@ class Cohort:
     unit: str  # "lesion" | "patient"
     cohort: str  # "all" | "evaluation_patients"
     lesions: pd.DataFrame  # lesion-level: case_id, patient_id, analysis row index ("row")
+    batch: np.ndarray | None = None  # per row, the ComBat batch code (benchmark.harmonise), else None
+    batch_labels: list[str] | None = None
 
 
 def _read_table(path: Path, what: str) -> pd.DataFrame:
@@ -226,7 +228,7 @@ def load_cohort(run_dir: Path, cfg: PipelineConfig, on_failure: OnFailure | None
 
     # keep the evaluation patients only, if the manifest designates any
     cohort = "all"
-    if "is_evaluation" in cases.columns and _as_bool(cases["is_evaluation"]).any():
+    if bcfg.external is None and "is_evaluation" in cases.columns and _as_bool(cases["is_evaluation"]).any():
         cases = cases[_as_bool(cases["is_evaluation"])]
         cohort = "evaluation_patients"
 
@@ -282,7 +284,9 @@ def load_cohort(run_dir: Path, cfg: PipelineConfig, on_failure: OnFailure | None
         volume = np.exp(vol[baselines.VOLUME_COLUMN].to_numpy())
         rows, frames, lesions = _aggregate(lesions, frames, volume, how, bcfg)
     sets = _build_sets(frames, bcfg)
-    return Cohort(rows=rows, sets=sets, unit=unit, cohort=cohort, lesions=lesions[["case_id", "patient_id", "row"]])
+    batch, labels = harmonise.batch_codes(rows[bcfg.harmonise.batch], bcfg.harmonise.batch) if bcfg.harmonise else (None, None)
+    return Cohort(rows=rows, sets=sets, unit=unit, cohort=cohort, lesions=lesions[["case_id", "patient_id", "row"]],
+                  batch=batch, batch_labels=labels)
 
 
 def _aggregate(lesions: pd.DataFrame, frames: dict[str, pd.DataFrame], volume: np.ndarray, how: str, bcfg: BenchmarkConfig):
@@ -497,14 +501,12 @@ def run_task(
     progress = StepLog(n_fits, f"benchmark {task}:", logger)  # set x model x repeat, controls included
     by_repeat = [(y, [s for s in splits if s.repeat == r]) for r in sorted({s.repeat for s in splits})]
     for name, fs in cohort.sets.items():
-        X = fs.X[mask]
+        X, forced = fs.X[mask], fs.forced
         filt = (column_filters or {}).get(name)
+        if cohort.batch is not None:  # ComBat inside every fold: the batch code rides along as the last column
+            X, forced, filt = harmonise.with_batch(X, forced, cohort.batch[mask], filt)
         for i, model in enumerate(models):
-            spec = cv.PipelineSpec(
-                task=task, model=model, selection=bcfg.selection, max_features=bcfg.max_features,
-                correlation_threshold=bcfg.correlation_threshold, inner_folds=bcfg.cv.inner_folds,
-                preprocessing=fs.preprocessing, pca_components=bcfg.voxel_pca_components,
-            )
+            spec = external.pipeline_spec(task, model, fs.preprocessing, bcfg, cohort.batch is not None)
             runs = [(False, by_repeat)] + ([(True, controls)] if controls and i == 0 else [])
             for control, pieces in runs:
                 keys = dict(task=task, feature_set=name, model=model, control=control)
@@ -512,7 +514,7 @@ def run_task(
                 for rep, (yy, sp) in enumerate(pieces):
                     progress.step(f"{name} / {model}{' (shuffled-label control)' if control else ''}, repeat "
                                   f"{rep + 1}/{len(pieces)}")
-                    res = cv.cross_validate(X, yy, groups, sp, spec, seed=seed, forced=fs.forced, survival_eval=survival_eval,
+                    res = cv.cross_validate(X, yy, groups, sp, spec, seed=seed, forced=forced, survival_eval=survival_eval,
                                             column_filter=filt, n_jobs=bcfg.n_jobs)
                     all_res += res
                     out.predictions.append(cv.prediction_table(res, case_ids, groups, yy, **keys))
@@ -837,6 +839,7 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
     if bcfg.classification is None and bcfg.survival is None:
         raise BenchmarkError("benchmark: no task configured -> set benchmark.classification.label and/or benchmark.survival.time/event")
     cohort = load_cohort(run_dir, cfg, on_failure)
+    cohort, validation, ext_info = _external_split(run_dir, cfg, cohort)
     groups_all = cohort.rows["patient_id"].to_numpy()
 
     # robustness first: robust_only needs it inside the folds
@@ -916,6 +919,9 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
     summary["comparisons"] = {"n": int(len(comparisons)), "n_significant": int(comparisons["significant"].fillna(False).astype(bool).sum()) if len(comparisons) else 0,
                               "adjust": bcfg.adjust}
     summary["robustness"] = rob_summary
+    summary["sample_size"] = _sample_size(summary, cohort, bcfg)
+    if validation is not None:
+        summary["external"] = _run_external(run_dir, cfg, cohort, validation, ext_info, seed, out_dir, on_failure)
 
     # redundancy: latents vs handcrafted (+ volume), lesion level, descriptive
     red_summary: dict = {"status": "skipped", "reason": "needs both learned and handcrafted feature sets"}
@@ -934,6 +940,91 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
     summary = _clean(summary)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False))
     return summary
+
+
+# ----------------------------------------------------------------------------- external validation (radae.evaluate.external)
+def _subset(cohort: Cohort, keep: np.ndarray, name: str) -> Cohort:
+    """The cohort restricted to the rows in ``keep`` (every feature set and the lesion map follow)."""
+    new_row = np.full(len(keep), -1)
+    new_row[keep] = np.arange(int(keep.sum()))
+    les = cohort.lesions[keep[cohort.lesions["row"].to_numpy()]].assign(row=lambda d: new_row[d["row"].to_numpy()])
+    sets = {n: replace(fs, X=fs.X[keep]) for n, fs in cohort.sets.items()}
+    return replace(cohort, rows=cohort.rows[keep].reset_index(drop=True), sets=sets, cohort=name, lesions=les.reset_index(drop=True),
+                   batch=None if cohort.batch is None else cohort.batch[keep])
+
+
+def _external_split(run_dir: Path, cfg: PipelineConfig, cohort: Cohort) -> tuple[Cohort, Cohort | None, dict]:
+    """(development cohort, validation cohort or None, split info). Refuses a validation cohort the encoder saw."""
+    ecfg = cfg.benchmark.external
+    if ecfg is None:
+        return cohort, None, {}
+    dev, val = external.cohort_masks(cohort.rows, ecfg.column, ecfg.develop, ecfg.validate_)
+    uses_latents = any(st == "learned" for fs in cohort.sets.values() for st in fs.column_study)
+    pre = run_dir / "pretrain" / "summary.json"
+    note = external.check_encoder_unseen(cohort.rows[val], uses_latents, json.loads(pre.read_text()) if pre.exists() else None,
+                                         cfg.pretrain.include_evaluation_patients)
+    info = {"column": ecfg.column, "develop": list(ecfg.develop), "validate": list(ecfg.validate_), "encoder": note,
+            "n_develop_rows": int(dev.sum()), "n_validate_rows": int(val.sum()),
+            "n_develop_patients": int(cohort.rows.loc[dev, "patient_id"].nunique()),
+            "n_validate_patients": int(cohort.rows.loc[val, "patient_id"].nunique())}
+    return _subset(cohort, dev, "external_development"), _subset(cohort, val, "external_validation"), info
+
+
+def _run_external(run_dir: Path, cfg: PipelineConfig, dev: Cohort, val: Cohort, info: dict, seed: int, out_dir: Path,
+                  on_failure: OnFailure) -> dict:
+    bcfg = cfg.benchmark
+    runs, skipped = [], {}
+    for task in ("classification", "survival"):
+        if (bcfg.classification if task == "classification" else bcfg.survival) is None:
+            continue
+        try:
+            if task == "classification":
+                md, yd = classification_outcome(dev.rows, bcfg.classification.label, on_failure)
+                mv, yv = classification_outcome(val.rows, bcfg.classification.label, on_failure)
+            else:
+                sv = bcfg.survival
+                md, yd = survival_outcome(dev.rows, sv.time, sv.event, bcfg.cv.folds, on_failure)
+                mv, yv = survival_outcome(val.rows, sv.time, sv.event, 1, on_failure)
+        except BenchmarkError as e:  # the validation cohort cannot score this task: say so, keep the others
+            skipped[task] = f"validation cohort: {e}"
+            logger.warning("benchmark external: %s skipped (%s)", task, e)
+            continue
+        runs.append(external.LockedRun(task, np.flatnonzero(md), yd, dev.rows["patient_id"].to_numpy()[md], dev.rows["case_id"].to_numpy()[md],
+                                       np.flatnonzero(mv), yv, val.rows["patient_id"].to_numpy()[mv], val.rows["case_id"].to_numpy()[mv]))
+    lat = run_dir / "extract" / "latent.parquet"
+    from radae.features.table import read_provenance
+
+    enc = read_provenance(lat).get("checkpoint_sha256") if lat.exists() else None
+    sets = {n: replace(fs, X=np.vstack([fs.X, val.sets[n].X])) for n, fs in dev.sets.items()}  # dev rows, then validation rows
+    n_dev = len(dev.rows)
+    runs = [replace(r, X_val=r.X_val + n_dev) for r in runs]
+    batch = None if dev.batch is None else (np.r_[dev.batch, val.batch], np.r_[dev.batch, val.batch], dev.batch_labels)
+    extra = {"encoder_checkpoint_sha256": enc, "unit": dev.unit, "aggregate": cfg.extract.aggregate,
+             "batch_column": bcfg.harmonise.batch if bcfg.harmonise else None}
+    out = external.run_external(runs, sets, {"classification": list(bcfg.models), "survival": list(bcfg.survival_models)}, bcfg,
+                                seed, out_dir, batch, extra, info["encoder"], info)
+    return {**out, "skipped": skipped}
+
+
+def _sample_size(summary: dict, cohort: Cohort, bcfg: BenchmarkConfig) -> dict:
+    """Events per candidate predictor (after selection: the model sees at most max_features + forced columns)."""
+    out = {}
+    for task, ev_key in (("classification", None), ("survival", "n_events")):
+        s = summary.get(task)
+        if not s:
+            continue
+        events = min(s["n_positive"], s["n_negative"]) if ev_key is None else s[ev_key]
+        per = {}
+        for name, fs in cohort.sets.items():
+            n_forced = int(fs.forced.sum())
+            free = fs.X.shape[1] - n_forced
+            k = free if bcfg.selection == "none" or fs.preprocessing == "voxel_pca" else min(bcfg.max_features, free)
+            k = min(k, bcfg.voxel_pca_components) if fs.preprocessing == "voxel_pca" else k
+            n_pred = k + n_forced
+            per[name] = {"candidate_predictors": n_pred, "events": int(events), "events_per_predictor": events / max(n_pred, 1),
+                         "warning": external.epv_note(events / max(n_pred, 1))}
+        out[task] = per
+    return out
 
 
 def _set_present(cohort: Cohort, part: str) -> bool:
