@@ -27,7 +27,10 @@ class OutputWriteError(RadaeError):
 
 def output_write_error(path: str | os.PathLike, e: OSError) -> OutputWriteError:
     reason = e.strerror or str(e)
-    where = e.filename if e.filename else path
+    # copy and rename errors carry (source, destination): the destination is the file that could not be written
+    where = Path(str(e.filename2 or e.filename or path))
+    if where.parent.name.startswith(TEMP_PREFIX):  # a temp file of atomic_path: name the file it would replace
+        where = where.parent.parent / where.name
     return OutputWriteError(f"file {where}: cannot write ({reason}); earlier outputs are unchanged -> free disk space, "
                             f"make the folder writable or remove what is in the way, then run again")
 
