@@ -62,7 +62,8 @@ def shipped_params_path(modality: str) -> Path:
     name = MODALITY_PARAMS.get(str(modality).upper())
     if name is None:
         raise ConfigError(f"extract.radiomics.params: radae ships PyRadiomics parameter files for CT, MR and PET only, "
-                          f"not modality {modality!r} -> give a parameter file in extract.radiomics.params")
+                          f"not modality {modality!r} -> give a parameter file in extract.radiomics.params, or leave the "
+                          "modality out with data.modalities")
     return Path(str(resources.files("radae") / "params" / name))
 
 
