@@ -211,6 +211,10 @@ def _folder_without_dicom(d, row, rng):
     return {"image": str(d / "scan")}
 
 
+def _mask_float_half(d, row, rng):
+    return {"mask": write_image((_msk(d, row) * 0.5).astype(np.float32), d / "m_half.nii.gz")}
+
+
 def _mr_constant_body(d, row, rng):
     m = _msk(d, row)
     return {"modality": "MR", "image": write_image(np.where(m > 0, 500.0, 100.0).astype(np.float32), d / "twolevel.nii.gz")}
@@ -250,4 +254,7 @@ IMAGE_KINDS = [
     Kind("seed_outside_image", _seed_outside, "image", "seed point [100.0, 0.0, 0.0] mm lies outside the image", "check sign and units"),
     Kind("folder_without_dicom", _folder_without_dicom, "image", "no DICOM files directly in this folder", "point the manifest at the folder"),
     Kind("mr_constant_body", _mr_constant_body, "image", "intensities are constant in the body region", "mr_region: volume"),
+    # issue 15 (was "label 1 not present (labels present: 0, 0)")
+    Kind("mask_float_half", _mask_float_half, "mask", "mask holds non-integer values (0.5; float32 voxels)",
+         "threshold it (e.g. >= 0.5)"),
 ]
