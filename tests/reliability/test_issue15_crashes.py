@@ -391,3 +391,13 @@ def test_manifest_scan_refuses_an_unreadable_patient_id(tmp_path, dicom_factory,
     monkeypatch.setattr(pydicom, "dcmread", unreadable_patient)
     with pytest.raises(ManifestError, match="cannot read its PatientID"):
         scan_rows(tmp_path)
+
+
+def test_every_catalogued_defect_names_a_test_of_this_module():
+    from .catalogue import ISSUE15_B_KINDS
+
+    here = globals()
+    assert len({k.name for k in ISSUE15_B_KINDS}) == len(ISSUE15_B_KINDS) == 19
+    for k in ISSUE15_B_KINDS:
+        assert callable(here.get(k.test)), k
+        assert k.was in ("silently wrong", "crash", "unclear message")
