@@ -71,7 +71,7 @@ def extracted(tmp_path_factory):
         rows.append(row)
     rows[-1]["modality"] = "SPECT"
     t = {k: v for k, v in TINY.items() if k not in ("data", "benchmark")}
-    t["pretrain"] = {**t["pretrain"], "val_fraction": 0.25}
+    t["pretrain"] = {**t["pretrain"], "val_fraction": 0.25, "allow_mixed_modalities": True}  # CT + SPECT
     path = _pipeline(tmp, rows, stages=("ingest", "preprocess", "pretrain", "extract"),
                      **{k: v for k, v in t.items() if k != "preprocess"})
     ctx = run_pipeline(load_pipeline(path), quiet=True)
