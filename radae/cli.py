@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -77,10 +78,22 @@ def run(
     from radae.config import load_pipeline
     from radae.runner import run_pipeline
 
+    from radae.errors import RunInterrupted
+
+    def _term(signum, frame):  # SIGTERM (a scheduler's kill) ends the run like Ctrl-C: the stage is marked interrupted
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         cfg = load_pipeline(pipeline, overrides=set_)
         _setup(quiet, verbose, cfg.threads)
         ctx = run_pipeline(cfg, stages=stages.split(",") if stages else None, force=force, resume=resume, quiet=quiet)
+    except RunInterrupted as e:
+        typer.echo(f"radae: interrupted: {e}", err=True)
+        raise typer.Exit(code=130)
+    except KeyboardInterrupt:
+        typer.echo("radae: interrupted", err=True)
+        raise typer.Exit(code=130)
     except RadaeError as e:
         _fail(e)
     ran, skipped = ctx.extra.get("ran", []), ctx.extra.get("skipped", [])
@@ -111,6 +124,12 @@ def validate(
         damaged = manifest_file_problems(df)
         if damaged:
             raise IngestError("\n".join(damaged))
+        rcfg = cfg.extract.radiomics
+        if "extract" in cfg.stages and rcfg.enabled:  # parameter files (bounded YAML) and one for every modality
+            from radae.features.handcrafted import specs_for_modalities
+
+            specs_for_modalities(df["modality"].unique(), params_path=rcfg.params, grid=rcfg.grid,
+                                 image_types=rcfg.image_types, spacing_mm=cfg.preprocess.spacing_mm, strict=True)
     except RadaeError as e:
         _fail(e)
     typer.echo(f"ok: {pipeline}: {len(df)} lesions, {df['patient_id'].nunique()} patients, "

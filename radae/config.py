@@ -12,12 +12,16 @@ import json
 import os
 import reprlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from radae.errors import ConfigError
+from radae.yamlsafe import load_bounded
+
+#: a seed every consumer takes (numpy's SeedSequence wants >= 0; torch.manual_seed and NumPy's legacy API want < 2**32)
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 STAGES = ("ingest", "preprocess", "pretrain", "extract", "benchmark", "report")
 MAX_ROI_VOX = 256  # a sane upper bound per axis for a fixed-size ROI
@@ -32,7 +36,8 @@ def data_root() -> Path:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: `hu_min: .nan` (or .inf) is refused here, not cached as NaN ROIs three stages later
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- data / ingest
@@ -40,7 +45,7 @@ class SynthConfig(_Model):
     """Generate the synthetic cohort into the run folder before ingest (the built-in demo data)."""
 
     cases: int = Field(40, ge=4, le=5000)
-    seed: int = 0
+    seed: Seed = 0
     size_vox: int = Field(48, ge=24, le=256)
     multi_lesion_fraction: float = Field(0.2, ge=0.0, le=1.0)
     sites: int = Field(1, ge=1, le=8)  # > 1: manifest gets `site` (with a planted intensity effect) and `cohort` (A/B halves)
@@ -59,7 +64,7 @@ class NpzSource(_Model):
     mask_rule: Literal["threshold", "cube"] = "threshold"
     evaluation_splits: tuple[str, ...] = ("val",)
     evaluation_fraction: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class DataConfig(_Model):
@@ -292,7 +297,7 @@ class CVConfig(_Model):
     folds: int = Field(5, ge=2, le=20)
     repeats: int = Field(3, ge=1, le=100)
     inner_folds: int = Field(3, ge=2, le=10)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class RobustnessConfig(_Model):
@@ -394,7 +399,7 @@ class ReportConfig(_Model):
 class PipelineConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     runs_dir: Path = Path("runs")  # run folder is <runs_dir>/<name>; relative to the current directory
-    seed: int = 0
+    seed: Seed = 0
     threads: int | None = Field(None, ge=1, le=1024)
     stages: tuple[Literal["ingest", "preprocess", "pretrain", "extract", "benchmark", "report"], ...] = STAGES
     data: DataConfig
@@ -465,6 +470,9 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         key, value = item.split("=", 1)
         node = raw
         parts = key.strip().split(".")
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"--set {item!r}: empty key name in {key.strip()!r} -> write key.path=value, e.g. "
+                              "--set preprocess.n_jobs=4")
         for part in parts[:-1]:
             nxt = node.get(part)
             if nxt is None:
@@ -473,7 +481,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
                 raise ConfigError(f"--set {key}: {part!r} is not a section")
             node = nxt
         try:
-            node[parts[-1]] = yaml.safe_load(value)
+            node[parts[-1]] = load_bounded(value, f"--set {key}", "value")
         except (yaml.YAMLError, ValueError, TypeError, RecursionError) as e:
             raise ConfigError(f"--set {key}: value {value!r} is not valid YAML ({str(e).splitlines()[0][:120]})") from None
     return raw
@@ -517,7 +525,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if not path.is_file():
         raise ConfigError(f"{path}: pipeline file not found (looked in {Path.cwd()} and {shipped_pipelines()})")
     try:
-        raw = yaml.safe_load(path.read_text())  # safe_load: tags such as !!python/object are refused
+        raw = load_bounded(path.read_text(), path, "pipeline")  # safe: no Python tags; bounded: no alias bombs
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -42,6 +42,12 @@ class RunLockedError(RadaeError):
     """Another radae process holds the run folder."""
 
 
+class RunInterrupted(RadaeError, KeyboardInterrupt):
+    """The run was interrupted (SIGINT / Ctrl-C, SIGTERM); the stage is marked ``interrupted`` in its _stage.json.
+
+    Still a KeyboardInterrupt, so code that stops on Ctrl-C keeps doing so."""
+
+
 def case_message(case_id: str | None, path: object | None, problem: str, hint: str | None = None) -> str:
     """Format the canonical one-line message: ``case X: file F: problem (hint)``."""
     parts = []

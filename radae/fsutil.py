@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import shutil
 import tempfile
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 from radae.errors import RadaeError, RunLockedError
+
+logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".radae-tmp-"
 # errno values that mean "the output location cannot take this write", not "this input is bad"
@@ -27,7 +30,10 @@ class OutputWriteError(RadaeError):
 
 def output_write_error(path: str | os.PathLike, e: OSError) -> OutputWriteError:
     reason = e.strerror or str(e)
-    where = e.filename if e.filename else path
+    # copy and rename errors carry (source, destination): the destination is the file that could not be written
+    where = Path(str(e.filename2 or e.filename or path))
+    if where.parent.name.startswith(TEMP_PREFIX):  # a temp file of atomic_path: name the file it would replace
+        where = where.parent.parent / where.name
     return OutputWriteError(f"file {where}: cannot write ({reason}); earlier outputs are unchanged -> free disk space, "
                             f"make the folder writable or remove what is in the way, then run again")
 
@@ -114,31 +120,88 @@ def replace_write_text(target: str | os.PathLike, text: str) -> None:
         raise
 
 
+#: file descriptors of run locks this process holds (a forked worker closes its copies: :func:`close_inherited_locks`)
+_HELD_LOCK_FDS: set[int] = set()
+
+
+def close_inherited_locks() -> None:
+    """In a forked worker: close the copies of the parent's run-lock files (never unlock them: that would free the
+    parent's lock). The lock then lives exactly as long as the parent's own descriptor."""
+    for fd in list(_HELD_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCK_FDS.clear()
+
+
+def _lock_holder(lock_path: Path) -> int | None:
+    try:
+        text = lock_path.read_text().strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
+def _take_over(run_dir: Path, lock_path: Path):
+    """A fresh lock file (our pid, locked) renamed over ``lock_path`` if its recorded holder is dead, else None.
+    Call with the guard held. Whatever still holds the old file (orphaned workers of a killed radae) keeps a lock
+    on a file nobody opens any more."""
+    from radae.procutil import pid_alive
+
+    holder = _lock_holder(lock_path)
+    if holder is None or pid_alive(holder):
+        return None
+    fresh = run_dir / f".lock.{os.getpid()}"
+    fh = open(fresh, "w+")
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.replace(fresh, lock_path)
+    logger.warning("run folder %s: took over the lock of pid %s, which is no longer running", run_dir, holder)
+    return fh
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
-    """Exclusive, non-blocking lock on ``<run_dir>/.lock``; a second radae on the same folder refuses."""
+    """Exclusive, non-blocking lock on ``<run_dir>/.lock``; a second radae on the same folder refuses.
+
+    The holder writes its pid into the lock file while holding ``.lock.guard`` (briefly), so a recorded pid that is
+    dead means the holder is gone: such a lock (a ``kill -9``-ed radae whose orphaned workers still hold the file)
+    is taken over by replacing the lock file.
+    """
     run_dir = ensure_dir(run_dir)
     lock_path = run_dir / ".lock"
     try:
+        guard = open(run_dir / ".lock.guard", "a+")
         fh = open(lock_path, "a+")
     except OSError as e:
         raise OutputWriteError(f"run folder {run_dir}: cannot create lock file ({e.strerror}) -> check the folder is writable") from None
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(
-                f"run folder {run_dir}: another radae process is using it (lock {lock_path}) -> wait for it or use another run name"
-            ) from None
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()))
-            fh.flush()
-        except OSError as e:
-            raise output_write_error(lock_path, e) from None
+        with guard:
+            fcntl.flock(guard.fileno(), fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.fstat(fh.fileno()).st_ino != os.stat(lock_path).st_ino:  # replaced by a taker meanwhile
+                    raise BlockingIOError
+            except BlockingIOError:
+                fresh = _take_over(run_dir, lock_path)
+                if fresh is None:
+                    holder = _lock_holder(lock_path)
+                    raise RunLockedError(
+                        f"run folder {run_dir}: another radae process is using it (lock {lock_path}"
+                        f"{f', pid {holder}' if holder else ''}) -> wait for it or use another run name"
+                    ) from None
+                fh.close()
+                fh = fresh
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(str(os.getpid()))
+                fh.flush()
+            except OSError as e:
+                raise output_write_error(lock_path, e) from None
+        _HELD_LOCK_FDS.add(fh.fileno())
         yield
     finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        fh.close()
+        if not fh.closed:
+            _HELD_LOCK_FDS.discard(fh.fileno())
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()

@@ -100,7 +100,9 @@ def outcome_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
             "nonnegative_columns": tuple(nonneg)}
 
 
-def validated_manifest(cfg: PipelineConfig, check_files: bool = True) -> pd.DataFrame:
+def validated_manifest(cfg: PipelineConfig, check_files: bool = True, skipped: list[dict] | None = None) -> pd.DataFrame:
+    """The pipeline's manifest, validated. With ``skipped`` (a list), rows whose files are missing are left out and
+    listed there (see :func:`radae.manifest.load_manifest`); without, they are errors."""
     ensure_synth(cfg)
     key = pseudonymise_key_from_env() if cfg.data.pseudonymise_patients else None
     if cfg.data.pseudonymise_patients and not key:
@@ -111,6 +113,7 @@ def validated_manifest(cfg: PipelineConfig, check_files: bool = True) -> pd.Data
         check_files=check_files,
         modalities=cfg.data.modalities,
         pseudonymise_key=key,
+        skipped=skipped,
         **outcome_columns(cfg),
     )
 
@@ -136,12 +139,23 @@ def input_fingerprint(cfg: PipelineConfig) -> str:
     ensure_synth(cfg)
     mpath = manifest_path(cfg)
     try:
-        df = validated_manifest(cfg, check_files=True)
+        skipped: list[dict] = []
+        df = validated_manifest(cfg, check_files=True, skipped=skipped)
     except Exception:  # invalid manifest: let the ingest stage raise the proper error
         return "invalid:" + (file_sha256(mpath) if mpath.exists() else "missing")
-    files = sorted((str(case), col, file_sha256(p)) for col in ("image", "mask")
-                   for case, p in zip(df["case_id"], df[col]) if isinstance(p, str) and p and Path(p).exists())
-    parts = {"manifest": file_sha256(mpath), "files": files}
+    files = []
+    for col in ("image", "mask"):
+        for case, p in zip(df["case_id"], df[col]):
+            if not (isinstance(p, str) and p):
+                continue
+            try:
+                h = file_sha256(p)
+            except OSError:  # vanished since the check: ingest records it
+                h = "unreadable"
+            files.append((str(case), col, h))
+    parts = {"manifest": file_sha256(mpath), "files": sorted(files)}
+    if skipped:
+        parts["skipped"] = sorted(str(s["case_id"]) for s in skipped)
     if cfg.data.evaluation_patients:
         parts["evaluation"] = file_sha256(cfg.data.evaluation_patients)
     return json_sha256(parts)

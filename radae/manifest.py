@@ -21,6 +21,7 @@ Problems are collected for all rows and raised together, one line per row.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -97,6 +98,7 @@ def load_manifest(
     check_files: bool = True,
     modalities: list[str] | None = None,
     pseudonymise_key: str | None = None,
+    skipped: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Validate a manifest and return it with absolute paths and typed outcome columns.
 
@@ -107,6 +109,11 @@ def load_manifest(
     given, no path may point outside it (symlinks resolved). ``pseudonymise_key``: patient ids (and where a
     case id contains the patient id, that part of it) become keyed hashes. Raises ManifestError listing every
     problem.
+
+    ``skipped``: if a list is given, rows whose image or mask file is missing, unreadable as a path (symlink loop)
+    or not a regular file/folder are left out and appended to it as ``{"case_id", "file", "message"}`` instead of
+    being errors (the run records them in failures.csv and goes on with the other rows); ``radae validate`` passes
+    none, so they stay errors there.
     """
     path = Path(path)
     df = read_table(path)
@@ -122,9 +129,16 @@ def load_manifest(
     if len(df) == 0:
         raise ManifestError(f"manifest {name}: no rows -> add one row per lesion")
     problems: list[str] = []
+    file_problems: dict[int, tuple[str | None, str]] = {}  # row -> (file, message): skippable when ``skipped`` is given
 
     def bad(i: int, case: object, msg: str) -> None:
         problems.append(f"manifest {name}: row {i + 2} (case {case}): {msg}")
+
+    def bad_file(i: int, case: object, file: str | None, msg: str) -> None:
+        if skipped is None:
+            bad(i, case, msg)
+        elif i not in file_problems:
+            file_problems[i] = (file, f"manifest {name}: row {i + 2} (case {case}): {msg}")
 
     for col in ("case_id", "patient_id", "modality", "image"):
         for i, v in df[col].items():
@@ -146,7 +160,11 @@ def load_manifest(
                 try:
                     resolved.append(_resolve(v, base))
                 except (ValueError, OSError, RuntimeError) as e:
-                    bad(i, df.at[i, "case_id"], f"{col} {str(v)[:80]!r} is not a usable path ({e}) -> fix the path")
+                    msg = f"{col} {str(v)[:80]!r} is not a usable path ({e}) -> fix the path"
+                    if isinstance(e, RuntimeError) or (isinstance(e, OSError) and e.errno == errno.ELOOP):
+                        bad_file(i, df.at[i, "case_id"], str(v), msg)  # a symlink loop: this row's file, not the manifest
+                    else:
+                        bad(i, df.at[i, "case_id"], msg)
                     resolved.append(None)
             df[col] = resolved
         else:
@@ -173,7 +191,7 @@ def load_manifest(
             except (TypeError, ValueError):
                 bad(i, case, f"seed point ({row['seed_x']}, {row['seed_y']}, {row['seed_z']}) is not numeric "
                              "-> give physical LPS coordinates in mm")
-        if row["mask"] is None and not all(has_seed):
+        if row["mask"] is None and not all(has_seed) and i not in file_problems:
             bad(i, case, "no mask and no seed point -> give a mask file or seed_x/y/z")
         for col in ("image", "mask"):
             p = row[col]
@@ -181,10 +199,12 @@ def load_manifest(
                 continue
             if root_p is not None and not _inside(p, root_p):
                 bad(i, case, f"{col} {p} is outside the data root {root_p} -> move the file under data.root or change data.root")
+            elif check_files and os.path.islink(p) and not Path(p).exists():
+                bad_file(i, case, p, f"{col} {p} is a broken symbolic link or a symlink loop -> point it at the image file itself")
             elif check_files and not Path(p).exists():
-                bad(i, case, f"{col} file not found: {p} -> fix the path (relative paths start at the manifest's folder)")
+                bad_file(i, case, p, f"{col} file not found: {p} -> fix the path (relative paths start at the manifest's folder)")
             elif check_files and not (Path(p).is_file() or Path(p).is_dir()):
-                bad(i, case, f"{col} {p} is not a regular file or folder (device, pipe or socket) -> point it at an image file")
+                bad_file(i, case, p, f"{col} {p} is not a regular file or folder (device, pipe or socket) -> point it at an image file")
     for col in SEED_COLS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
 
@@ -224,6 +244,20 @@ def load_manifest(
     if problems:
         more = f" ... and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
         raise ManifestError("\n".join(problems[:MAX_SHOWN]) + more)
+    if file_problems:
+        if len(file_problems) == len(df):
+            raise ManifestError(f"manifest {name}: no row has its files ({len(df)} row(s) left out; first: "
+                                f"{next(iter(file_problems.values()))[1]})")
+        keep_mod = {m.upper() for m in modalities} if modalities else None
+        for i, (file, msg) in sorted(file_problems.items()):
+            case, pid = str(df.at[i, "case_id"]), str(df.at[i, "patient_id"])
+            if keep_mod is not None and df.at[i, "modality"] not in keep_mod:
+                continue
+            if pseudonymise_key and pid and pid in case:  # the same id the row would have had
+                case = case.replace(pid, pseudonymise(pid, pseudonymise_key))
+                msg = msg.replace(f"(case {df.at[i, 'case_id']})", f"(case {case})")
+            skipped.append({"case_id": case, "file": file or "", "message": msg})
+        df = df.drop(index=list(file_problems)).reset_index(drop=True)
 
     if modalities:
         keep = {m.upper() for m in modalities}

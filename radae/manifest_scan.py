@@ -18,8 +18,9 @@ Pairing rules for image files:
 
 DICOM: every RTSTRUCT ROI (optionally filtered by ``roi_pattern``) and every SEG segment becomes a row
 with the series folder it refers to as ``image`` and its ``series_uid``. ``patient_id`` is the DICOM
-PatientID (use ``data.pseudonymise_patients`` to hash it at load time), else the first folder below
-``root``.
+PatientID (use ``data.pseudonymise_patients`` to hash it at load time); an empty PatientID falls back to
+the first folder below ``root`` with a warning, and an unreadable one stops the scan (patient grouping decides the
+folds, so it never changes silently).
 
 ``python -m radae.manifest_scan [--out data_manifests]`` regenerates the example manifests for the
 shared real data (``data_manifests/*.csv``) with paths written as ``${RADAE_DATA}/...``.
@@ -180,9 +181,16 @@ def _patient_id(path: Path, root: Path) -> str:
 
     try:
         pid = str(pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["PatientID"]).get("PatientID", "")).strip()
-    except Exception:
-        pid = ""
-    return pid or (path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else "patient")
+    except Exception as e:  # noqa: BLE001 - any pydicom failure: the grouping must not change silently
+        raise ManifestError(f"file {path}: cannot read its PatientID ({type(e).__name__}), so its series cannot be "
+                            "given a patient -> fix or remove the file, or write the manifest's patient_id by hand") from None
+    if pid:
+        return pid
+    rel = path.relative_to(root).parts
+    fallback = rel[0] if len(rel) > 1 else "patient"
+    logger.warning("file %s: no PatientID; patient_id %r is taken from the folder name -> check the patient grouping "
+                   "in the manifest", path, fallback)
+    return fallback
 
 
 def _dicom_rows(root: Path, roi_pattern: str | None) -> list[dict]:

@@ -10,6 +10,7 @@ Stages register themselves with :func:`stage`; the order of ``config.STAGES`` is
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import yaml
 
 from radae.config import STAGES, PipelineConfig, stable_hash
 from radae.csvsafe import to_csv_text
-from radae.errors import RadaeError, RunLockedError
+from radae.errors import RadaeError, RunInterrupted, RunLockedError
 from radae.fsutil import WRITE_ERRNOS, atomic_write_text, ensure_dir, output_write_error, remove_stale_temps, run_lock
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,19 @@ def _is_output(filename, ctx: RunContext) -> bool:
     return any(p.is_relative_to(Path(r).resolve()) for r in roots)
 
 
+def _interrupted(ctx: RunContext, name: str, key: str, elapsed: float) -> RunInterrupted:
+    """Mark stage ``name`` interrupted (with the failures recorded so far) and return the error to raise."""
+    msg = (f"stage {name} interrupted after {elapsed:.1f} s; its outputs are incomplete and were not used -> run "
+           "again to redo it (pretrain and extract continue from their checkpoints / partial results with --resume)")
+    with contextlib.suppress(OSError, RadaeError):
+        _write_failures(ctx, name)
+    with contextlib.suppress(OSError, RadaeError):
+        atomic_write_text(ctx.run_dir / name / "_stage.json", json.dumps(
+            {"status": "interrupted", "key": key, "seconds": round(elapsed, 3), "message": msg}))
+    logger.error("%s", msg)
+    return RunInterrupted(msg)
+
+
 def _run_stages(ctx: RunContext, wanted: list[str]) -> None:
     """Write the run header, then each wanted stage whose key changed (or all with --force), in pipeline order."""
     cfg, run_dir, force = ctx.cfg, ctx.run_dir, ctx.force
@@ -208,7 +222,10 @@ def _run_stages(ctx: RunContext, wanted: list[str]) -> None:
         ctx.failures = []
         t0 = time.perf_counter()
         logger.info("stage %s: running", name)
-        spec.fn(ctx)
+        try:
+            spec.fn(ctx)
+        except KeyboardInterrupt:
+            raise _interrupted(ctx, name, key, time.perf_counter() - t0) from None
         elapsed = time.perf_counter() - t0
         _write_failures(ctx, name)
         atomic_write_text(

@@ -56,7 +56,7 @@ def test_unknown_keys_and_wrong_types(tmp_path, text, key, expected):
     [
         ("preprocess: {spacing_mm: [1, -1, 1]}", "preprocess.spacing_mm", "within [0.05, 20] mm, got [1.0, -1.0, 1.0]"),
         ("preprocess: {spacing_mm: [0, 1, 1]}", "preprocess.spacing_mm", "within [0.05, 20] mm"),
-        ("preprocess: {spacing_mm: [1, 1, .nan]}", "preprocess.spacing_mm", "within [0.05, 20] mm"),
+        ("preprocess: {spacing_mm: [1, 1, .nan]}", "preprocess.spacing_mm.2", "finite number (got nan)"),  # no NaN/inf in any key
         ("preprocess: {roi_size_vox: [64, 64, 1000]}", "preprocess.roi_size_vox", "within [4, 256] voxels, got [64, 64, 1000]"),
         ("preprocess: {roi_size_vox: [2, 64, 64]}", "preprocess.roi_size_vox", "within [4, 256] voxels"),
         ("preprocess: {normalise: {hu_min: 100, hu_max: 0}}", "preprocess.normalise", "hu_max must be greater than hu_min"),

@@ -36,6 +36,7 @@ import yaml
 from radae.config import stable_hash
 from radae.errors import ConfigError, ExtractError, RadaeError, case_message
 from radae.hashing import file_sha256
+from radae.yamlsafe import load_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ def shipped_params_path(modality: str) -> Path:
     name = MODALITY_PARAMS.get(str(modality).upper())
     if name is None:
         raise ConfigError(f"extract.radiomics.params: radae ships PyRadiomics parameter files for CT, MR and PET only, "
-                          f"not modality {modality!r} -> give a parameter file in extract.radiomics.params")
+                          f"not modality {modality!r} -> give a parameter file in extract.radiomics.params, or leave the "
+                          "modality out with data.modalities")
     return Path(str(resources.files("radae") / "params" / name))
 
 
@@ -69,13 +71,17 @@ def read_params(path: str | Path) -> dict:
     """Read a PyRadiomics parameter file (YAML or JSON) into a dict; ConfigError naming the file if it is not one."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_bounded(path.read_text(), f"file {path}", "PyRadiomics parameter file")
     except OSError as e:
         raise ConfigError(f"file {path}: cannot read PyRadiomics parameter file ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"file {path}:{where} PyRadiomics parameter file is not valid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"file {path}: PyRadiomics parameter file is not a text file") from None
+    except (ValueError, TypeError, RecursionError, OverflowError) as e:
+        raise ConfigError(f"file {path}: PyRadiomics parameter file is not valid YAML ({type(e).__name__})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -189,10 +195,19 @@ def spec_from_file(path: str | Path, *, grid: str, image_types=None, spacing_mm=
 
 
 def specs_for_modalities(modalities, *, params_path: str | Path | None, grid: str, image_types=None,
-                         spacing_mm=None) -> dict[str, RadiomicsSpec]:
-    """One spec per modality present: the configured file for all, or the shipped file of each modality."""
+                         spacing_mm=None, strict: bool = False) -> dict[str, RadiomicsSpec]:
+    """One spec per modality present: the configured file for all, or the shipped file of each modality.
+
+    A modality radae ships no file for (e.g. SPECT, with no ``params_path``) raises ConfigError when ``strict``
+    (``radae validate``); otherwise it is left out with a warning, and its lesions become failures.csv rows in
+    extract (:func:`run_lesion`) instead of stopping the cohort.
+    """
     out: dict[str, RadiomicsSpec] = {}
     for mod in sorted({str(m) for m in modalities}):
+        if params_path is None and str(mod).upper() not in MODALITY_PARAMS and not strict:
+            logger.warning("extract: no PyRadiomics parameter file for modality %r (radae ships CT, MR and PET); its "
+                           "lesions get no PyRadiomics features -> give extract.radiomics.params", mod)
+            continue
         path = Path(params_path) if params_path is not None else shipped_params_path(mod)
         out[mod] = spec_from_file(path, grid=grid, image_types=image_types, spacing_mm=spacing_mm)
     return out
@@ -344,7 +359,9 @@ def run_lesion(task: LesionTask, specs: dict[str, RadiomicsSpec]) -> dict:
     try:
         spec = specs.get(task.modality)
         if spec is None:
-            raise ExtractError(case_message(task.case_id, None, f"no PyRadiomics parameters for modality {task.modality!r}"))
+            raise ExtractError(case_message(task.case_id, None, f"no PyRadiomics parameter file for modality {task.modality!r} "
+                                            "(radae ships CT, MR and PET)", "give one in extract.radiomics.params, or leave "
+                                            "the modality out with data.modalities"))
         image, mask = _load(task)
         out["input_sha256"] = {"image": task.image_sha256 or file_sha256(task.image),
                                "mask": task.mask_sha256 or file_sha256(task.mask)}

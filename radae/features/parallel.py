@@ -51,8 +51,12 @@ def single_threaded_worker() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def _init_worker(shared: Any) -> None:
+def _init_worker(shared: Any, parent_pid: int | None = None) -> None:
     global _WORKER_SHARED
+    if parent_pid is not None:
+        from radae.procutil import die_with_parent
+
+        die_with_parent(parent_pid)
     _WORKER_SHARED = shared
     single_threaded_worker()
 
@@ -121,7 +125,7 @@ def start_method() -> str:
 def _pool(fn, tasks, shared, n_jobs) -> Iterator[Any]:
     ctx = multiprocessing.get_context(start_method())
     workers = min(n_jobs, len(tasks))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,)) as ex:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(shared, os.getpid())) as ex:
         pending = {ex.submit(_call_in_worker, fn, t) for t in tasks}
         try:
             while pending:

@@ -17,8 +17,10 @@ lesions weighted by lesion volume (NaN values are left out and the weights renor
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -29,7 +31,7 @@ import pandas as pd
 
 from radae.csvsafe import neutralise_cell, neutralise_frame
 from radae.errors import ExtractError
-from radae.fsutil import atomic_path
+from radae.fsutil import WRITE_ERRNOS, atomic_path, output_write_error
 
 KEYS = ["case_id", "patient_id"]
 PROVENANCE_KEY = b"radae.provenance"
@@ -150,8 +152,6 @@ class TableWriter:
         self.schema = schema.with_metadata(meta)
 
     def __enter__(self) -> "TableWriter":
-        import contextlib
-
         import pyarrow.parquet as pq
 
         self._stack = contextlib.ExitStack()
@@ -175,7 +175,8 @@ class TableWriter:
         chunk = self._conform(chunk)
         self._check_order(chunk)
         text = [c for c, k in self.columns.items() if k == "text"]
-        neutralise_frame(chunk, text).to_csv(self._csv, index=False, header=False, lineterminator="\n")  # Parquet: raw
+        with self._writing(self.path.with_suffix(".csv")):  # Parquet keeps raw cells; the CSV twin is neutralised
+            neutralise_frame(chunk, text).to_csv(self._csv, index=False, header=False, lineterminator="\n")
         self._buffer.append(pa.RecordBatch.from_pandas(chunk, schema=self.schema, preserve_index=False))  # compact
         self._buffered += len(chunk)
         self.rows += len(chunk)
@@ -217,20 +218,53 @@ class TableWriter:
         table = pa.Table.from_batches(self._buffer, schema=self.schema)
         n = len(table) if final else len(table) // self.row_group_rows * self.row_group_rows
         if n:
-            self._pq.write_table(table.slice(0, n), row_group_size=self.row_group_rows)
+            with self._writing(self.path):
+                self._pq.write_table(table.slice(0, n), row_group_size=self.row_group_rows)
         rest = table.slice(n).combine_chunks()
         self._buffer, self._buffered = (rest.to_batches() if len(rest) else []), len(rest)
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    @contextlib.contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """Name ``path`` (the target, not its temp file) in a write error from inside: pyarrow's OSErrors carry no
+        file name, and an OSError escaping a writer would be labelled by whichever temp file encloses it."""
         try:
-            if exc_type is None:
+            yield
+        except OSError as e:
+            code = _errno_in_text(e)
+            if code not in WRITE_ERRNOS:
+                raise
+            raise output_write_error(path, OSError(code, os.strerror(code), str(path))) from None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        first: BaseException | None = None
+        if exc_type is None:
+            try:
                 self._flush(final=True)
-            self._pq.close()
-            self._csv.close()
-        except BaseException:
-            self._stack.__exit__(*sys.exc_info())
-            raise
-        return bool(self._stack.__exit__(exc_type, exc, tb))
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the handles are closed
+                first = e
+        for path, handle in ((self.path, self._pq), (self.path.with_suffix(".csv"), self._csv)):
+            try:  # both handles are closed, whatever failed before
+                with self._writing(path):
+                    handle.close()
+            except BaseException as e:  # noqa: BLE001
+                first = first or e
+        if exc_type is not None:  # the error that ended the block wins; closing was best effort
+            return bool(self._stack.__exit__(exc_type, exc, tb))
+        if first is not None:
+            try:
+                raise first
+            except BaseException:
+                self._stack.__exit__(*sys.exc_info())
+                raise
+        return bool(self._stack.__exit__(None, None, None))
+
+
+def _errno_in_text(e: OSError) -> int | None:
+    """The errno of a pyarrow OSError, which has it only in its text ("... [errno 28] No space left on device")."""
+    if e.errno is not None:
+        return e.errno
+    m = re.search(r"\[errno (\d+)\]", str(e), flags=re.IGNORECASE)
+    return int(m[1]) if m else None
 
 
 def _csv_field(name: str) -> str:

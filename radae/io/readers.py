@@ -256,13 +256,27 @@ def read_mask(
             return seg_to_mask(path, label, reference, case_id=case_id)
         raise IngestError(case_message(case_id, path, f"DICOM mask has modality {modality!r}", "give an RTSTRUCT, SEG or label image"))
     vol = _read_file(path, case_id, what="mask")
+    warnings: list[str] = []
     diffs = geometry_differences(reference, vol)
     if diffs:
-        raise IngestError(case_message(case_id, path, "mask does not match image grid: " + "; ".join(diffs),
-                                       "resample the mask onto the image or fix the header"))
+        from radae.io.regrid import same_physical_grid, onto_grid_nearest
+
+        if not same_physical_grid(reference, vol):
+            raise IngestError(case_message(case_id, path, "mask does not match image grid: " + "; ".join(diffs),
+                                           "resample the mask onto the image or fix the header"))
+        vol = onto_grid_nearest(vol, reference)
+        warnings.append(f"mask grid differs from the image's ({'; '.join(diffs)}) but covers the same voxel centres; "
+                        "resampled onto the image grid (nearest neighbour, no voxel moved)")
+        logger.warning("%s", case_message(case_id, path, warnings[-1], "check the mask was exported from this image"))
     arr = vol.array
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise IngestError(case_message(case_id, path, "mask contains NaN/inf values", "a mask must hold integer labels; re-export it"))
+    if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(arr, np.round(arr)):
+        frac = np.unique(arr[arr != np.round(arr)])
+        shown = ", ".join(f"{float(v):g}" for v in frac[:5]) + (", ..." if len(frac) > 5 else "")
+        raise IngestError(case_message(case_id, path, f"mask holds non-integer values ({shown}; {arr.dtype} voxels): a "
+                                       "probability map or an interpolated mask, not a label image",
+                                       "threshold it (e.g. >= 0.5) and save it as integer labels"))
     if label is None or label == "":
         out = arr != 0
     else:
@@ -284,4 +298,5 @@ def read_mask(
                                            "fix mask_label in the manifest"))
     if not out.any():
         raise IngestError(case_message(case_id, path, "mask is empty (no foreground voxels)", "check the segmentation"))
-    return Volume(out.astype(np.uint8), reference.spacing_mm, reference.origin_mm, reference.direction, {"path": str(path)})
+    return Volume(out.astype(np.uint8), reference.spacing_mm, reference.origin_mm, reference.direction,
+                  {"path": str(path), **({"warnings": warnings} if warnings else {})})

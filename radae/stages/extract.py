@@ -384,7 +384,7 @@ def run(ctx: RunContext) -> None:
     if dup.any():
         raise ExtractError(case_message(rois["case_id"][dup].iloc[0], ctx.run_dir / "preprocess" / "rois.parquet",
                                         "appears twice in the ROI index (one row per lesion)", "rerun preprocess with --force"))
-    rois = rois.sort_values(tbl.KEYS, kind="mergesort").reset_index(drop=True)  # table order: every writer streams in it
+    rois = rois.sort_values(["patient_id", "case_id"], kind="mergesort").reset_index(drop=True)  # table order: every writer streams in it
     cases = _read(ctx.run_dir / "ingest" / "cases.parquet", "case table", CASE_COLUMNS)
     write_tables(ctx, rois, cases, out)
 

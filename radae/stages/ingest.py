@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from radae.errors import IngestError, case_message
 from radae.fsutil import atomic_path
 from radae.hashing import file_sha256
 from radae.ingest import evaluation_patients, validated_manifest
@@ -12,11 +13,37 @@ from radae.runner import RunContext, stage
 logger = logging.getLogger(__name__)
 
 
+def _hash_or_fail(ctx: RunContext, df, skipped: list[dict]):
+    """Content hashes of every row's files; a row whose file vanished (or turned unreadable) since the manifest was
+    checked joins ``skipped`` instead of stopping the cohort. Returns the remaining rows."""
+    img, msk, keep = [], [], []
+    for i, row in df.iterrows():
+        try:
+            img.append(file_sha256(row["image"]))
+            msk.append(file_sha256(row["mask"]) if row["mask"] and Path(row["mask"]).exists() else "")
+            keep.append(i)
+        except OSError as e:
+            file = e.filename or row["image"]
+            skipped.append({"case_id": row["case_id"], "file": str(file), "message": case_message(
+                row["case_id"], file, f"cannot read the file ({e.strerror or e}); it changed after the manifest was "
+                "checked", "restore it, or fix the manifest")})
+    out = df.loc[keep].reset_index(drop=True)
+    out["image_sha256"], out["mask_sha256"] = img, msk
+    return out
+
+
 @stage("ingest", sections=("data",))
 def run(ctx: RunContext) -> None:
-    df = validated_manifest(ctx.cfg)
-    df["image_sha256"] = [file_sha256(p) for p in df["image"]]
-    df["mask_sha256"] = [file_sha256(p) if p and Path(p).exists() else "" for p in df["mask"]]
+    skipped: list[dict] = []
+    df = validated_manifest(ctx.cfg, skipped=skipped)
+    df = _hash_or_fail(ctx, df, skipped)
+    if skipped and ctx.cfg.extract.on_error == "raise":
+        raise IngestError(skipped[0]["message"] + f" ({len(skipped)} row(s) with missing files; on_error: raise)")
+    for s in skipped:  # one failures.csv row each; the other cases go on
+        ctx.fail(s["case_id"], s["message"], s["file"])
+    if len(df) == 0:
+        raise IngestError(f"ingest: none of the {len(skipped)} manifest rows has readable files (first: "
+                          f"{skipped[0]['message']})")
     evals = evaluation_patients(ctx.cfg)
     df["is_evaluation"] = df["patient_id"].isin(evals)
     # mixed-type object columns: store as strings so the parquet schema is stable

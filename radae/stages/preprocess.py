@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 
@@ -11,6 +12,7 @@ import pandas as pd
 from radae.errors import PreprocessError
 from radae.features.parallel import single_threaded_worker
 from radae.fsutil import atomic_path, atomic_write_text
+from radae.procutil import die_with_parent
 from radae.preprocess.lesion import safe_preprocess_lesion
 from radae.preprocess.store import ROI_INDEX_COLUMNS
 from radae.progress import progress_iter
@@ -28,6 +30,11 @@ def _size_bytes(path) -> int:
         return 0
 
 
+def _init_worker(parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # a kill -9 of radae must not leave workers writing the cache and holding the lock
+    single_threaded_worker()
+
+
 def preprocess_lesions(rows: list[dict], cfg, cache_dir, seed: int, quiet: bool = True) -> list[tuple]:
     """Every lesion row through :func:`safe_preprocess_lesion`, serially or on ``cfg.n_jobs`` processes.
 
@@ -38,7 +45,7 @@ def preprocess_lesions(rows: list[dict], cfg, cache_dir, seed: int, quiet: bool 
     if cfg.n_jobs <= 1 or len(jobs) <= 1:
         return [safe_preprocess_lesion(j) for j in progress_iter(jobs, total=len(jobs), desc="preprocess", quiet=quiet)]
     order = sorted(range(len(jobs)), key=lambda i: -_size_bytes(rows[i].get("image")))
-    with ProcessPoolExecutor(max_workers=min(cfg.n_jobs, len(jobs)), initializer=single_threaded_worker) as ex:
+    with ProcessPoolExecutor(max_workers=min(cfg.n_jobs, len(jobs)), initializer=_init_worker, initargs=(os.getpid(),)) as ex:
         it = ex.map(safe_preprocess_lesion, [jobs[i] for i in order], chunksize=1)
         done = list(progress_iter(it, total=len(jobs), desc="preprocess", quiet=quiet))
     results: list = [None] * len(jobs)

@@ -211,6 +211,10 @@ def _folder_without_dicom(d, row, rng):
     return {"image": str(d / "scan")}
 
 
+def _mask_float_half(d, row, rng):
+    return {"mask": write_image((_msk(d, row) * 0.5).astype(np.float32), d / "m_half.nii.gz")}
+
+
 def _mr_constant_body(d, row, rng):
     m = _msk(d, row)
     return {"modality": "MR", "image": write_image(np.where(m > 0, 500.0, 100.0).astype(np.float32), d / "twolevel.nii.gz")}
@@ -250,4 +254,45 @@ IMAGE_KINDS = [
     Kind("seed_outside_image", _seed_outside, "image", "seed point [100.0, 0.0, 0.0] mm lies outside the image", "check sign and units"),
     Kind("folder_without_dicom", _folder_without_dicom, "image", "no DICOM files directly in this folder", "point the manifest at the folder"),
     Kind("mr_constant_body", _mr_constant_body, "image", "intensities are constant in the body region", "mr_region: volume"),
+    # issue 15 (was "label 1 not present (labels present: 0, 0)")
+    Kind("mask_float_half", _mask_float_half, "mask", "mask holds non-integer values (0.5; float32 voxels)",
+         "threshold it (e.g. >= 0.5)"),
+]
+
+
+# ----------------------------------------------------------------------------- issue 15 (part B) and issue 13
+@dataclass(frozen=True)
+class Defect:
+    """A kind of input that went wrong before a fix: how (``was``), what radae does now, and the test that holds it."""
+
+    name: str
+    was: str  # "silently wrong" | "crash" (the whole cohort stopped) | "unclear message"
+    now: str  # "clear error" | "failures.csv row" | "correct" | "correct, with a warning"
+    test: str  # test function in tests/reliability/test_issue15_crashes.py
+
+
+ISSUE15_B_KINDS = [
+    Defect("case_ids_sort_unlike_patient_ids", "crash", "correct", "test_case_ids_that_sort_unlike_patient_ids_are_extracted_in_table_order"),
+    Defect("image_file_missing_at_run", "crash", "failures.csv row", "test_missing_files_and_symlink_loops_are_failure_rows_and_the_rest_runs"),
+    Defect("mask_symlink_loop", "crash", "failures.csv row", "test_missing_files_and_symlink_loops_are_failure_rows_and_the_rest_runs"),
+    Defect("file_deleted_between_validate_and_run", "crash", "failures.csv row", "test_a_file_deleted_between_validate_and_run_is_a_failure_row"),
+    Defect("unsupported_modality_spect", "crash", "clear error (validate); failures.csv row (extract)",
+           "test_an_unsupported_modality_is_one_failure_row_in_extract_not_a_dead_cohort"),
+    Defect("alias_bomb_in_pyradiomics_params", "crash", "clear error", "test_an_alias_bomb_in_the_pyradiomics_parameter_file_is_refused_at_validate"),
+    Defect("kill_9_during_parallel_preprocess", "crash", "correct", "test_preprocess_pool_workers_die_with_a_killed_parent_and_free_the_run_lock"),
+    Defect("run_lock_of_a_dead_holder", "crash", "correct, with a warning", "test_a_run_lock_whose_holder_pid_is_dead_is_taken_over"),
+    Defect("mask_float_half", "unclear message", "clear error", "test_a_float_mask_of_halves_says_it_holds_non_integer_values"),
+    Defect("override_without_key", "unclear message", "clear error", "test_an_override_without_a_key_is_named"),
+    Defect("seed_negative", "unclear message", "clear error", "test_impossible_seeds_are_refused_by_validate"),
+    Defect("seed_above_2_32", "unclear message", "clear error", "test_impossible_seeds_are_refused_by_validate"),
+    Defect("nan_or_inf_in_config", "unclear message", "clear error", "test_non_finite_numbers_in_the_config_are_refused_at_load"),
+    Defect("disk_full_in_a_nested_table_writer", "unclear message", "clear error",
+           "test_a_full_disk_names_the_table_that_could_not_be_written_and_closes_its_files"),
+    Defect("disk_full_while_copying", "unclear message", "clear error", "test_a_copy_onto_a_full_disk_names_the_destination_not_the_source"),
+    Defect("sigint_during_a_stage", "unclear message", "clear error", "test_sigint_marks_the_stage_interrupted_with_a_message"),
+    Defect("mask_flipped_same_space", "unclear message", "correct, with a warning",
+           "test_a_mask_flipped_along_x_over_the_same_voxels_is_moved_onto_the_image_grid_and_recorded"),
+    # issue 13
+    Defect("table_writer_flush_fails", "crash", "clear error", "test_a_full_disk_names_the_table_that_could_not_be_written_and_closes_its_files"),
+    Defect("dicom_patient_id_unreadable", "silently wrong", "clear error", "test_manifest_scan_refuses_an_unreadable_patient_id"),
 ]

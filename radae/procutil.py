@@ -1,0 +1,60 @@
+"""Worker processes that die with their parent, and whether a process is still alive.
+
+A ``kill -9`` of radae leaves its pool workers running: they are reparented to init, keep writing the cache and,
+forked while the run lock was held, keep the lock's open file. :func:`die_with_parent` is the initializer of every
+radae process pool: on Linux the kernel sends the worker SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``),
+and on every platform a watchdog thread ends the worker once its parent pid changes. It also closes the worker's
+copy of the run lock, so the lock is free as soon as the parent is gone (see :func:`radae.fsutil.run_lock`).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCHDOG_S = 0.5
+
+
+def _watch(parent_pid: int) -> None:
+    while True:
+        time.sleep(WATCHDOG_S)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when ``parent_pid`` dies. Call first thing in a pool worker initializer."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc symbol: the watchdog still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    from radae.fsutil import close_inherited_locks
+
+    close_inherited_locks()
+    threading.Thread(target=_watch, args=(parent_pid,), name="radae-parent-watchdog", daemon=True).start()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a dead process its parent has not reaped)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
