@@ -277,7 +277,10 @@ class ClassificationTask(_Model):
 class SurvivalTask(_Model):
     time: str  # manifest column, follow-up time (>= 0, any unit; horizons use the same unit)
     event: str  # manifest column, 1 = event, 0 = censored
-    horizons: tuple[float, ...] = ()  # for time-dependent AUC; default: quartiles of event times
+    horizons: tuple[float, ...] = ()  # for time-dependent AUC; default: quartiles of the training folds' event times
+    # [start, end] of the integrated Brier score (same for every fold); default: the 10th-90th percentile window
+    # that every outer training fold's event times agree on
+    ibs_window: tuple[float, float] | None = None
 
     @field_validator("horizons")
     @classmethod
@@ -285,6 +288,13 @@ class SurvivalTask(_Model):
         if any(h <= 0 for h in v):
             raise ValueError("survival.horizons must be > 0")
         return tuple(sorted(set(v)))
+
+    @field_validator("ibs_window")
+    @classmethod
+    def _ibs_window(cls, v):
+        if v is not None and not (0 <= v[0] < v[1]):
+            raise ValueError("survival.ibs_window must be [start, end] with 0 <= start < end")
+        return v
 
 
 class CVConfig(_Model):
@@ -333,7 +343,12 @@ class BenchmarkConfig(_Model):
     correlation_threshold: float = Field(0.95, gt=0.0, le=1.0)
     cv: CVConfig = CVConfig()
     bootstrap: int = Field(1000, ge=0)  # patient-level bootstrap resamples for CIs (0 = none)
-    adjust: Literal["holm", "bh"] = "holm"  # multiplicity adjustment used for "significant" (both are written)
+    adjust: Literal["holm", "bh"] = "holm"  # adjustment of the primary family (exploratory pairs: always BH)
+    # the pre-specified comparison (set a vs set b); with the best learned-feature set vs b it forms the primary family
+    primary: tuple[str, str] = ("learned", "handcrafted")
+    # fold-mean intervals and paired tests: auto = calibrated (K - 1 df) below 100 patients, else Nadeau-Bengio
+    interval: Literal["auto", "nadeau_bengio", "calibrated"] = "auto"
+    permutations: int = Field(0, ge=0, le=10_000)  # patient-level label permutations of the whole nested CV (primary sets)
     shuffled_control: bool = True
     voxel_pca_components: int = Field(10, ge=1, le=256)
     voxel_grid_vox: int = Field(16, ge=4, le=64)  # ROI block-averaged to this many voxels per axis for voxel PCA
@@ -347,6 +362,8 @@ class BenchmarkConfig(_Model):
             raise ValueError("feature set 'clinical' needs benchmark.clinical (manifest column names)")
         if not self.feature_sets:
             raise ValueError("benchmark.feature_sets is empty")
+        if self.primary[0] == self.primary[1]:
+            raise ValueError(f"benchmark.primary compares a set with itself ({self.primary[0]!r}); name two feature sets")
         return self
 
 
