@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from radae.report import plots
+from radae.report import forest, plots
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Figure, Heading, Note, Paragraph, Pre, Section, Table
 from radae.report.learned_checks import diagnostics_blocks, oracle_blocks
@@ -559,14 +559,17 @@ def downstream_section(ctx: Context) -> Section:
         "Cohort: {} ({} {}s from {} patients). Every feature set is evaluated on the same rows and the same folds: {}-fold "
         "cross-validation grouped by patient, repeated {} times, with a nested {}-fold search of hyperparameters; imputation, "
         "filtering (|r| ≥ {} dropped), scaling and selection ({}, up to {} features) are fitted inside each training fold. "
-        "Intervals: fold-mean metrics with the Nadeau–Bengio corrected t interval; pooled out-of-fold metrics with a "
-        "{}-replicate patient bootstrap. Pairwise p-values are adjusted with {} within each task and test.").format(
+        "Intervals: fold-mean metrics with the {} corrected t interval; pooled out-of-fold metrics with a "
+        "{}-replicate patient bootstrap. One paired test per pair of sets; the pre-specified primary family is adjusted "
+        "alone ({}), every other pair is exploratory (Benjamini–Hochberg).").format(
         ("evaluation patients only (their images, not their labels, were used in pretraining)"
          if _pretrain_saw_evaluation_images(ctx)
          else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients" else "all patients",
         k.put("benchmark.n_rows", summ.get("n_rows"), "int"), _unit_word(summ.get("unit")),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
-        cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"), cvc.get("bootstrap"),
+        cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"),
+        {"calibrated": "calibrated-df (K − 1, Bouckaert 2003; used below 100 patients)", "nadeau_bengio": "Nadeau–Bengio"}.get(
+            cvc.get("interval"), "Nadeau–Bengio"), cvc.get("bootstrap"),
         {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(cvc.get("adjust"), cvc.get("adjust") or "n/a"))))
     if fsets:
         sec.add(Table(["feature set", "input features", "preprocessing"],
@@ -638,20 +641,39 @@ def _comparison_table(ctx: Context, comps: pd.DataFrame | None, task: str, adjus
     c = comps[comps["task"] == task] if "task" in comps else comps.iloc[:0]
     if c.empty:
         return [Note("No pairwise comparisons (fewer than two feature sets).")]
-    adj_col = "p_holm" if adjust == "holm" else "p_bh"
+    adj_col = "p_adjusted" if "p_adjusted" in c else ("p_holm" if adjust == "holm" else "p_bh")
+    if "role" in c:  # the primary family shown, the exploratory pairs collapsed
+        out = []
+        for role, collapsed in (("primary", False), ("exploratory", True)):
+            part = c[c["role"] == role]
+            if len(part):
+                out += _comparison_rows_table(ctx, part, task, adj_col, role, collapsed)
+        return out
+    return _comparison_rows_table(ctx, c, task, adj_col, "", False)
+
+
+TEST_NAMES = {"corrected_t": "corrected t (folds)", "corrected_t_nadeau_bengio": "corrected t, Nadeau–Bengio (folds)",
+              "corrected_t_calibrated": "corrected t, calibrated df (folds)",
+              "patient_bootstrap": "patient bootstrap (identical fold differences)", "delong": "DeLong (pooled)"}
+
+
+def _comparison_rows_table(ctx: Context, c: pd.DataFrame, task: str, adj_col: str, role: str, collapsed: bool) -> list:
     rows = []
     k = ctx.keys
     for r in c.itertuples(index=False):
         key = f"comparisons.{task}.{key_segment(r.model)}.{key_segment(r.test)}.{key_segment(r.set_a)}__vs__{key_segment(r.set_b)}"
         ci = "" if pd.isna(r.ci_low) else f"[{plain(r.ci_low, '.3f')}, {plain(r.ci_high, '.3f')}]"
-        rows.append([f"{r.set_a} vs {r.set_b}", r.model, {"corrected_t": "corrected t (folds)", "delong": "DeLong (pooled)"}.get(r.test, r.test),
+        rows.append([f"{r.set_a} vs {r.set_b}", r.model, TEST_NAMES.get(r.test, r.test),
                      Markup("{} − {} = {} {}").format(plain(r.estimate_a, ".3f"), plain(r.estimate_b, ".3f"),
                                                       k.put(f"{key}.diff", r.diff, ".3f"), ci),
                      k.put(f"{key}.p_raw", r.p_raw, ".3g"), k.put(f"{key}.p_adjusted", getattr(r, adj_col), ".3g"),
                      "yes" if str(r.significant).lower() in ("true", "1") else "no"])
-    return [Table(["comparison", "model", "test", "estimate a − b = difference [95% CI]", "p", f"p adjusted ({adjust})", "significant"],
-                  rows, "Paired comparisons of feature sets on the same folds (corrected t: fold-wise differences of the metric; "
-                  "DeLong: pooled out-of-fold predictions).", numeric=[False, False, False, False, True, True, False])]
+    caption = {"primary": "Primary comparison (pre-specified by benchmark.primary, plus the best learned-feature set; adjusted "
+                          "within this family): paired corrected t-test of the fold-wise differences of the metric.",
+               "exploratory": f"Exploratory comparisons: all other pairs ({len(rows)}), Benjamini–Hochberg adjusted; "
+                              "hypothesis-generating only (click to expand)."}.get(role, "Paired comparisons of feature sets on the same folds.")
+    return [Table(["comparison", "model", "test", "estimate a − b = difference [95% CI]", "p", "p adjusted", "significant"],
+                  rows, caption, numeric=[False, False, False, False, True, True, False], collapsed=collapsed)]
 
 
 def classification_blocks(ctx: Context, cls: dict, preds: pd.DataFrame | None, comps: pd.DataFrame | None,
@@ -765,8 +787,12 @@ def survival_blocks(ctx: Context, sv: dict, comps: pd.DataFrame | None, adjust: 
                                     gg["ci_upper"].to_numpy(float), int(gg["at_risk"].max()) if gg["at_risk"].notna().any() else 0)
             panels[f"{fset} / {model}: log-rank p = {plain(p, '.3g')}"] = groups
         out.append(fig(plots.km_panels(panels, sv.get("time") or "time", "Kaplan–Meier curves of out-of-fold risk groups"),
-                       "Patients split at the training-fold median of the predicted risk (first repeat, out-of-fold), "
-                       "with 95% confidence bands; n = rows at risk at time 0.", "Kaplan-Meier curves"))
+                       "Patients split at the training-fold median of the predicted risk (first repeat, out-of-fold; a "
+                       "patient with several lesions counts once, in the group most of its lesions fall in), with 95% "
+                       "confidence bands; n = patients at risk at time 0.", "Kaplan-Meier curves"))
+        nar = forest.numbers_at_risk_table(km, sv.get("time") or "time")
+        if nar is not None:
+            out.append(nar)
     out += _comparison_table(ctx, comps, "survival", adjust)
     return out
 
@@ -918,6 +944,9 @@ def summary_section(ctx: Context) -> Section:
             sec.add(Paragraph(Markup(" ").join(sentences)))
         else:
             sec.add(Paragraph("The benchmark ran but produced no task results (see the downstream section)."))
+        comps = run.table("benchmark/comparisons.csv")
+        for task in ("classification", "survival"):
+            sec.add(*forest.primary_blocks(k, bsum, task, comps))
         sets = list((bsum.get("feature_sets") or {}).keys())
         cvc = bsum.get("cv") or {}
         tasks = []
@@ -966,12 +995,12 @@ def _headline(ctx: Context, bsum: dict, task: str) -> Markup | None:
     comps = ctx.run.table("benchmark/comparisons.csv")
     adjust = (bsum.get("cv") or {}).get("adjust")
     if comps is not None and len(pair) == 2 and "task" in comps:
-        c = comps[(comps["task"] == task) & (comps["model"] == model) & (comps["test"] == "corrected_t")
+        c = comps[(comps["task"] == task) & (comps["model"] == model) & (comps["test"] != "delong")
                   & (((comps["set_a"] == pair[0]) & (comps["set_b"] == pair[1])) | ((comps["set_a"] == pair[1]) & (comps["set_b"] == pair[0])))]
         if len(c):
             r = c.iloc[0]
-            key = f"comparisons.{task}.{key_segment(model)}.corrected_t.{key_segment(r['set_a'])}__vs__{key_segment(r['set_b'])}"
-            col = "p_holm" if adjust == "holm" else "p_bh"
+            key = f"comparisons.{task}.{key_segment(model)}.{key_segment(r['test'])}.{key_segment(r['set_a'])}__vs__{key_segment(r['set_b'])}"
+            col = "p_adjusted" if "p_adjusted" in r else ("p_holm" if adjust == "holm" else "p_bh")
             sentence += Markup("; paired difference {} − {} = {} ({}-adjusted p = {})").format(
                 r["set_a"], r["set_b"], k.put(f"{key}.diff", r["diff"], ".3f"), {"holm": "Holm", "bh": "BH"}.get(adjust, adjust),
                 k.put(f"{key}.p_adjusted", r[col], ".3g"))
