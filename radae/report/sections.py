@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from radae.report import forest, plots
+from radae.report import forest as glance
+from radae.report import plots
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Figure, Heading, Note, Paragraph, Pre, Section, Table
 from radae.report.learned_checks import diagnostics_blocks, oracle_blocks
@@ -790,7 +791,7 @@ def survival_blocks(ctx: Context, sv: dict, comps: pd.DataFrame | None, adjust: 
                        "Patients split at the training-fold median of the predicted risk (first repeat, out-of-fold; a "
                        "patient with several lesions counts once, in the group most of its lesions fall in), with 95% "
                        "confidence bands; n = patients at risk at time 0.", "Kaplan-Meier curves"))
-        nar = forest.numbers_at_risk_table(km, sv.get("time") or "time")
+        nar = glance.numbers_at_risk_table(km, sv.get("time") or "time")
         if nar is not None:
             out.append(nar)
     out += _comparison_table(ctx, comps, "survival", adjust)
@@ -946,7 +947,7 @@ def summary_section(ctx: Context) -> Section:
             sec.add(Paragraph("The benchmark ran but produced no task results (see the downstream section)."))
         comps = run.table("benchmark/comparisons.csv")
         for task in ("classification", "survival"):
-            sec.add(*forest.primary_blocks(k, bsum, task, comps))
+            sec.add(*glance.primary_blocks(k, bsum, task, comps))
         sets = list((bsum.get("feature_sets") or {}).keys())
         cvc = bsum.get("cv") or {}
         tasks = []
