@@ -68,6 +68,9 @@ class DataConfig(_Model):
     root: Path | None = None  # if set, manifest paths may not escape it
     modalities: list[str] | None = None  # keep only these modalities (e.g. ["MR"])
     evaluation_patients: Path | None = None  # text file, one patient_id per line
+    # without evaluation_patients: hold this seeded fraction of the labelled patients out of pretraining (they become
+    # the evaluation patients); None = no hold-out (pretraining then sees every benchmarked patient; the report warns)
+    holdout_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     pseudonymise_patients: bool = False  # replace patient_id by a keyed hash (key: env RADAE_PSEUDO_KEY)
 
     @model_validator(mode="after")

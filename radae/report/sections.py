@@ -51,6 +51,19 @@ def _pretrain_saw_evaluation_images(ctx: "Context") -> bool:
     return bool((ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients"))
 
 
+def _no_evaluation_patients(ctx: "Context") -> bool:
+    """No patient was designated for evaluation: pretraining saw every benchmarked patient's images."""
+    cases = ctx.run.table("ingest/cases.parquet")
+    if cases is None or "is_evaluation" not in cases:
+        return False
+    return not cases["is_evaluation"].astype(bool).any()
+
+
+NO_HOLDOUT = ("no patient was designated as an evaluation patient (data.evaluation_patients / data.holdout_fraction), so "
+              "pretraining used every patient's images and the benchmark evaluates patients the encoder was trained on; "
+              "their labels were never used, but learned features may look better than on new patients")
+
+
 def fig(figure, caption: str | Markup, alt: str) -> Figure:
     return Figure(plots.to_data_uri(figure), caption, alt)
 
@@ -125,7 +138,7 @@ def data_section(ctx: Context) -> Section:
         k.put("data.multi_lesion_patients", int((per_patient > 1).sum()), "int"),
         k.put("data.evaluation_patients", n_eval, "int"),
         "their images, without labels, were also used for pretraining" if _pretrain_saw_evaluation_images(ctx)
-        else "held out of pretraining",
+        else ("none held out of pretraining" if n_eval == 0 else "held out of pretraining"),
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
 
@@ -307,13 +320,18 @@ def pretrain_section(ctx: Context) -> Section:
         sec.add(Paragraph(Markup(
             "A 3D convolutional {} (channels {}, strides {}, latent dimension {}, {} latent) was trained for up to {} steps "
             "(batch {}, AdamW lr {}, {} loss) to reconstruct clean ROIs from inputs corrupted with {} noise (σ in [{}, {}]). "
-            "Sources: {}; evaluation patients {} pretraining.").format(
+            "Sources: {}; evaluation patients {}.").format(
             {"dae": "denoising autoencoder", "vae": f"β-VAE (β = {mcfg.get('beta')})"}.get(mcfg.get("kind"), mcfg.get("kind")),
             mcfg.get("channels"), mcfg.get("strides"), mcfg.get("latent_dim"), mcfg.get("latent_mode"),
             pcfg.get("steps"), pcfg.get("batch_size"), plain(pcfg.get("lr"), "g"), pcfg.get("loss"),
             _noise_text(ncfg.get("kind"), (summ or {}).get("noise_models")),
             *(plain(v, "g") for v in (ncfg.get("sigma") or [None, None])),
-            ", ".join(pcfg.get("sources") or []), "were included in" if pcfg.get("include_evaluation_patients") else "were excluded from")))
+            ", ".join(pcfg.get("sources") or []),
+            "were included in pretraining" if pcfg.get("include_evaluation_patients")
+            else ("were not designated, so every patient's images were used in pretraining" if _no_evaluation_patients(ctx)
+                  else "were excluded from pretraining"))))
+    if _no_evaluation_patients(ctx):
+        sec.add(Note("Warning: " + NO_HOLDOUT + "."))
     if summ is not None:
         sec.add(*pretrain_summary_blocks(ctx, summ))
     sec.add(*diagnostics_blocks(ctx))
@@ -565,7 +583,8 @@ def downstream_section(ctx: Context) -> Section:
         "alone ({}), every other pair is exploratory (Benjamini–Hochberg).").format(
         ("evaluation patients only (their images, not their labels, were used in pretraining)"
          if _pretrain_saw_evaluation_images(ctx)
-         else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients" else "all patients",
+         else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients"
+        else "all patients (" + NO_HOLDOUT + ")",
         k.put("benchmark.n_rows", summ.get("n_rows"), "int"), _unit_word(summ.get("unit")),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
         cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"),

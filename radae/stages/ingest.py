@@ -6,7 +6,7 @@ from pathlib import Path
 
 from radae.fsutil import atomic_path
 from radae.hashing import file_sha256
-from radae.ingest import evaluation_patients, validated_manifest
+from radae.ingest import evaluation_patients, holdout_patients, validated_manifest
 from radae.runner import RunContext, stage
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,10 @@ def run(ctx: RunContext) -> None:
     df = validated_manifest(ctx.cfg)
     df["image_sha256"] = [file_sha256(p) for p in df["image"]]
     df["mask_sha256"] = [file_sha256(p) if p and Path(p).exists() else "" for p in df["mask"]]
-    evals = evaluation_patients(ctx.cfg)
+    evals = evaluation_patients(ctx.cfg) or holdout_patients(df, ctx.cfg)
+    if not evals:
+        logger.warning("ingest: no evaluation patients designated -> pretraining will see every benchmarked patient's images; "
+                       "set data.evaluation_patients or data.holdout_fraction (e.g. 0.5) to hold labelled patients out")
     df["is_evaluation"] = df["patient_id"].isin(evals)
     # mixed-type object columns: store as strings so the parquet schema is stable
     for c in df.columns:
