@@ -23,17 +23,20 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
   fold (-1 = pooled out-of-fold predictions of that repeat), metric, value, n_train, n_test,
   n_features, best_params (JSON). Classification metrics: auc, balanced_accuracy (threshold = training
   prevalence), brier, calibration_slope, calibration_intercept. Survival: harrell_c, uno_c,
-  td_auc@<h> per horizon, td_auc_mean, ibs; pooled rows: the classification metrics (AUC of the
+  td_auc@<h> per horizon, td_auc_mean (KM-weighted as scikit-survival), ibs (one window for every fold; NaN where
+  a fold's follow-up ends first), horizons / window from config or the training folds' event times; pooled rows: the classification metrics (AUC of the
   fold-standardised linear predictor, the others of the probabilities), or harrell_c of the
   fold-standardised risk and logrank_p of the training-median risk groups.
 - ``predictions.parquet`` - out-of-fold predictions per repeat: task, feature_set, model, control,
   repeat, fold, case_id, patient_id, label, time, event, score (P(y=1) or risk), score_std (the linear
   predictor - logit P or risk - standardised by its distribution on the training fold, so rankings pool
   across folds), risk_group (high/low at the training-fold median; survival).
-- ``comparisons.csv`` - pairwise tests of feature sets per task and model: task, model, metric, test
-  (delong | corrected_t), set_a, set_b, estimate_a, estimate_b, diff (a - b), ci_low, ci_high (95% of
-  diff: corrected-t interval, or DeLong Wald interval), stat, p_raw, p_holm, p_bh, significant
-  (adjusted p of ``benchmark.adjust`` < 0.05), n. Family for the adjustment: all rows of one task and test.
+- ``comparisons.csv`` - ONE paired test per pair of feature sets per task and model (:mod:`radae.evaluate.comparisons`):
+  task, model, metric, test (corrected_t_calibrated | corrected_t_nadeau_bengio | patient_bootstrap when every
+  fold gave the same difference), role (primary | exploratory), set_a, set_b, estimate_a, estimate_b, diff (a - b),
+  ci_low, ci_high (95% of diff), stat, p_raw (floored at 1e-4), p_holm, p_bh (within the role's family),
+  p_adjusted (primary: ``benchmark.adjust``; exploratory: BH), significant (p_adjusted < 0.05), n, n_undefined.
+  DeLong is not used inside CV (anti-conservative on averaged out-of-fold scores; ``benchmarks/bench_type1.py``).
 - ``km.parquet`` - Kaplan-Meier curves of the risk groups (repeat 0): feature_set, model, group,
   time, survival, ci_lower, ci_upper, at_risk.
 - ``robustness.parquet`` - feature_set, feature, icc, n_lesions, n_conditions, icc_kind;
@@ -50,7 +53,7 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
     classification: null | {
         label, n_rows, n_patients, n_positive, n_negative,
         results: {set: {model: {
-            auc: {mean, sd, ci_low, ci_high, n_folds, ci_method: "nadeau_bengio_t"},
+            auc: {mean, sd, ci_low, ci_high, n_folds, n_undefined, ci_method: "calibrated_t" | "nadeau_bengio_t", degenerate},
             auc_pooled: {estimate, ci_low, ci_high, n_boot, ci_method: "patient_bootstrap_percentile"},
             balanced_accuracy|brier|calibration_slope|calibration_intercept: {mean, sd, ci_low, ci_high, ...}}}},
         shuffled_control: {set: {model: {auc: {mean, sd, ci_low, ci_high, ...}}}},
@@ -61,7 +64,9 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
                                harrell_c_pooled: {estimate, ci_low, ci_high, ...}, logrank_p}}},
         shuffled_control: {set: {model: {harrell_c: {...}}}},
         best: {feature_set, model, harrell_c_mean}}
-    comparisons: {n, n_significant, adjust}
+    classification|survival.primary: {family_size, adjust, declared, pairs: [...], sentence,
+        permutation: {status, n_permutations, sets: {set: {observed, null_mean, p_value}}, difference}}
+    comparisons: {n, n_significant, n_primary, n_primary_significant, adjust, exploratory_adjust, test}
     robustness: {status: "done" | "skipped", reason, icc, n_lesions, perturbations,
                  sets: {set: {n_features, n_undefined, median_icc, fraction_icc_ge_0_75, fraction_icc_ge_0_90}}}
     redundancy: {status, n_latent, n_handcrafted, median_max_abs_rho, fraction_latent_max_abs_rho_ge_0_8,
