@@ -83,7 +83,8 @@ def compare(task: str, results: Mapping[tuple[str, str, bool], list], main: str,
                 sa, sb = oof(ra), oof(rb)
                 ok = np.isfinite(sa) & np.isfinite(sb)
                 bd = inference.bootstrap_difference(pooled_stat, pooled_arrays(sa, sb, ok), groups[ok], n_boot, rng)
-                row.update(test="patient_bootstrap", ci_low=bd.ci_low, ci_high=bd.ci_high, stat=np.nan, p_raw=bd.p_value)
+                row.update(test="patient_bootstrap", diff=bd.estimate, ci_low=bd.ci_low, ci_high=bd.ci_high, stat=np.nan,
+                           p_raw=bd.p_value)  # diff: the pooled out-of-fold difference the interval is about
             rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:

@@ -165,3 +165,35 @@ def test_km_counts_patients_once():
     same = pooled.patient_level(np.array([5.0]), np.array([1]), np.array(["low"]), np.array(["p1"]))
     assert list(same[2]) == ["low"]
     pd.testing.assert_series_equal(pd.Series(same[0]), pd.Series([5.0]))
+
+
+def test_identical_fold_differences_fall_back_to_a_patient_bootstrap():
+    """Every fold AUC 1.0 vs 0.5: no zero-width interval and no p ~ 1e-140, a bootstrap interval and a floored p."""
+    y = np.tile([0, 1], 20)
+    n = len(y)
+    rng = np.random.default_rng(6)
+    perfect, noise = y + 0.01 * rng.normal(size=n), rng.normal(size=n)
+    results = {}
+    for name, score, auc in (("learned", perfect, 1.0), ("handcrafted", noise, 0.5)):
+        folds = []
+        for r in range(2):
+            for f in range(5):
+                te = np.arange(f * 8, (f + 1) * 8)
+                fr = _fold(r, f, auc)
+                fr.test_index, fr.score_std = te, score[te]
+                folds.append(fr)
+        results[(name, "m", False)] = folds
+
+    def oof(res):
+        return cv.mean_oof_scores(res, n, standardised=True)
+
+    def stat(yy, a, b):
+        return stats.auc_score(yy, a) - stats.auc_score(yy, b)
+
+    df = comparisons.compare("classification", results, "auc", "calibrated", 5, ("learned", "handcrafted"), "holm", oof, stat,
+                             lambda a, b, ok: (y[ok], a[ok], b[ok]), np.arange(n), 200, np.random.default_rng(0))
+    r = df.iloc[0]
+    pooled = stat(y, perfect, noise)  # the pooled out-of-fold difference, which the bootstrap interval is about
+    assert r.test == "patient_bootstrap" and r["diff"] == pytest.approx(pooled)
+    assert 0 < r.ci_low < r["diff"] < r.ci_high
+    assert r.p_raw >= 1 / 201 and r.significant
