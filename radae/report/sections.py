@@ -648,7 +648,8 @@ def _fold_blocks(ctx: Context, task: str, metric: str, label: str) -> list:
         return []
     groups = {}
     for (fset, model, control), g in c.groupby(["feature_set", "model", "control"], sort=False):
-        groups[f"{'shuffled: ' if control else ''}{fset}\n{model}"] = g["value"].to_numpy(float)
+        one_model = c["model"].nunique() == 1
+        groups[f"{'shuffled: ' if control else ''}{fset}" + ("" if one_model else f"\n{model}")] = g["value"].to_numpy(float)
     n_test = int(c["n_test"].median())
     return [fig(plots.strip_by_group(groups, f"{label} per outer test fold", f"{label} per fold", ylim=(0.0, 1.0), reference=0.5),
                 f"One point per outer test fold and repeat (median {n_test} rows per test fold); boxes: quartiles.",
@@ -733,7 +734,11 @@ def classification_blocks(ctx: Context, cls: dict, preds: pd.DataFrame | None, c
     from radae.evaluate.stats import auc_score
 
     rocs, cals = {}, {}
+    prim = [x for pr in ((cls.get("primary") or {}).get("pairs") or []) for x in (pr["set_a"], pr["set_b"])]
+    shown = list(dict.fromkeys(prim)) or list(p["feature_set"].unique())  # the primary sets; the rest are in predictions.parquet
     for fset, g in p.groupby("feature_set", sort=False):
+        if fset not in shown:
+            continue
         y, s = g["label"].to_numpy(float), g["score"].to_numpy(float)
         ok = np.isfinite(y) & np.isfinite(s)
         y, s = y[ok], s[ok]
@@ -747,14 +752,19 @@ def classification_blocks(ctx: Context, cls: dict, preds: pd.DataFrame | None, c
         pred = np.array([s[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
         obs = np.array([y[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
         cnt = np.array([(idx == b).sum() for b in range(len(edges) - 1) if (idx == b).any()])
-        cals[f"{fset} ({len(cnt)} bins)"] = (pred, obs, cnt)
+        ent = ((results.get(fset) or {}).get(model) or {})
+        slope, icpt = ((ent.get(m) or {}).get("mean") for m in ("calibration_slope", "calibration_intercept"))
+        cals[f"{fset}: slope {plain(slope, '.2f')}, intercept {plain(icpt, '.2f')} ({len(cnt)} bins)"] = (pred, obs, cnt)
     out.append(fig(plots.roc_curves(rocs, f"ROC, pooled out-of-fold predictions ({model}, first repeat)"),
                    "Each curve pools the out-of-fold predictions of one repeat, so every row is predicted once by a model "
                    "that never saw it. The AUC in the legend (this repeat only) differs from the fold mean and from the pooled "
                    "AUC in the table (mean prediction over repeats).", "ROC curves"))
     out.append(fig(plots.calibration_curves(cals, f"Calibration, pooled out-of-fold predictions ({model})"),
                    "Observed fraction of positives against the mean predicted probability in quantile bins of the prediction "
-                   "(marker area ~ rows in the bin); the dashed diagonal is perfect calibration.", "calibration curves"))
+                   "(marker area ~ rows in the bin); the dashed diagonal is perfect calibration. Legend: calibration slope "
+                   "(ideal 1) and intercept (ideal 0), fold means. Shown: the primary comparison's sets ("
+                   + ", ".join(shown) + "); every set's out-of-fold predictions are in benchmark/predictions.parquet.",
+                   "calibration curves"))
     return out
 
 
