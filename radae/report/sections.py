@@ -946,9 +946,15 @@ def ibsi_section(ctx: Context) -> Section:
         "PyRadiomics feature": mism.get("pyradiomics_feature", pd.Series("", index=mism.index)).astype(str).str.replace("original_", "", regex=False),
         "reference ± tolerance": [f"{plain(r, '.6g')} ± {plain(t, '.3g')}" for r, t in zip(mism.get("reference"), mism.get("tolerance"))],
         "radae": mism.get("value"), "reason": mism.get("reason")})
-    if len(mism):
-        sec.add(table_from_frame(mism, "Features that differ from the IBSI reference, and why.", max_rows=ctx.max_rows, digits=6,
-                                 wide=("reason",)))
+    if len(mism):  # one row per reason (a sentence each), the per-feature list behind a toggle
+        reasons = mism.assign(reason=mism["reason"].fillna("no reason recorded").astype(str)).groupby("reason", sort=False).agg(
+            features=("PyRadiomics feature", lambda v: ", ".join(list(dict.fromkeys(v))[:4]) + (" …" if v.nunique() > 4 else "")),
+            n=("PyRadiomics feature", "size"), datasets=("dataset", lambda v: ", ".join(sorted(set(map(str, v))))))
+        reasons = reasons.reset_index()[["reason", "n", "datasets", "features"]].rename(
+            columns={"n": "mismatches", "features": "for example"})
+        sec.add(table_from_frame(reasons, "Why features differ from the IBSI reference: one sentence per reason.", wide=("reason",)))
+        sec.add(table_from_frame(mism, "Every feature that differs (click to expand).", max_rows=ctx.max_rows, digits=6,
+                                 wide=("reason",), collapsed=True))
     version = tab["pyradiomics_version"].dropna().astype(str).unique() if "pyradiomics_version" in tab else []
     sec.add(Paragraph(f"Full table (naming map PyRadiomics → IBSI, values, tolerances): extract/ibsi_compliance.csv, "
                       f"{len(tab)} rows; PyRadiomics {', '.join(version) or 'version not recorded'}."))
