@@ -81,7 +81,6 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from itertools import combinations
 from pathlib import Path
 from typing import Callable, Mapping
 
