@@ -312,3 +312,19 @@ def test_robustness_perturbs_through_the_shared_path(tmp_path):
     # robust_only: per fold, only features robust on that fold's training lesions were offered to the model
     cvr = pd.read_parquet(run_dir / "benchmark" / "cv_results.parquet")
     assert (cvr[cvr.fold >= 0].n_features <= 3).all()
+
+
+@pytest.mark.slow
+def test_permutation_test_of_the_primary_sets(tmp_path):
+    """benchmark.permutations re-runs the whole nested CV on permuted outcomes; planted signal -> the smallest p."""
+    run_dir = tmp_path / "perm"
+    make_run(run_dir, n_patients=40, multi_fraction=0.3, seed=4)
+    cfg = pipeline_config(run_dir, feature_sets=["learned", "volume"], primary=["learned", "volume"], permutations=4,
+                          shuffled_control=False, bootstrap=0)
+    s, _ = _run(run_dir, cfg)
+    perm = s["classification"]["primary"]["permutation"]
+    assert perm["status"] == "done" and perm["n_permutations"] == 4
+    assert perm["sets"]["learned"]["p_value"] == pytest.approx(1 / 5)  # the planted signal beats every permutation
+    assert abs(perm["sets"]["learned"]["null_mean"] - 0.5) < 0.2
+    assert perm["difference"]["set_a"] == "learned" and perm["difference"]["set_b"] == "volume"
+    assert s["cv"]["permutations"] == 4 and s["cv"]["primary"] == ["learned", "volume"]
