@@ -349,8 +349,9 @@ class BenchmarkConfig(_Model):
     adjust: Literal["holm", "bh"] = "holm"  # adjustment of the primary family (exploratory pairs: always BH)
     # the pre-specified comparison (set a vs set b); with the best learned-feature set vs b it forms the primary family
     primary: tuple[str, str] = ("learned", "handcrafted")
-    # fold-mean intervals and paired tests: auto = calibrated (K - 1 df) below 100 patients, else Nadeau-Bengio
-    interval: Literal["auto", "nadeau_bengio", "calibrated"] = "auto"
+    # fold-mean intervals and paired tests: calibrated (K - 1 df; valid size at n = 34-150 in bench_type1), Nadeau-Bengio
+    # (J - 1 df; anti-conservative there), or auto = calibrated below 100 patients, else Nadeau-Bengio
+    interval: Literal["auto", "nadeau_bengio", "calibrated"] = "calibrated"
     permutations: int = Field(0, ge=0, le=10_000)  # patient-level label permutations of the whole nested CV (primary sets)
     shuffled_control: bool = True
     voxel_pca_components: int = Field(10, ge=1, le=256)

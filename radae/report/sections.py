@@ -588,7 +588,7 @@ def downstream_section(ctx: Context) -> Section:
         k.put("benchmark.n_rows", summ.get("n_rows"), "int"), _unit_word(summ.get("unit")),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
         cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"),
-        {"calibrated": "calibrated-df (K − 1, Bouckaert 2003; used below 100 patients)", "nadeau_bengio": "Nadeau–Bengio"}.get(
+        {"calibrated": "calibrated-df (K − 1, Bouckaert 2003)", "nadeau_bengio": "Nadeau–Bengio"}.get(
             cvc.get("interval"), "Nadeau–Bengio"), cvc.get("bootstrap"),
         {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(cvc.get("adjust"), cvc.get("adjust") or "n/a"))))
     if fsets:
