@@ -19,7 +19,7 @@ expected AUC of the same pipeline trained on n (K-1)/K patients (estimated once 
 training sets, each scored on 4000 fresh patients); ``diff_<method>``: the paired-difference interval, whose truth
 is 0. Goals: every test radae reports has rate <= 0.06 and every interval coverage >= 0.93.
 
-    python benchmarks/bench_type1.py                          # 200 simulations per n (about 25 min on 2 cores)
+    python benchmarks/bench_type1.py                          # 200 simulations per n (~3 h on 2 shared cores; 70: 68 min)
     python benchmarks/bench_type1.py --sims 40 --n 34 --jobs 2 --json type1.json
 """
 from __future__ import annotations
