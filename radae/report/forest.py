@@ -108,8 +108,8 @@ def forest_figure(rows: Sequence[tuple], diff_rows: Sequence[tuple], metric_labe
         ax.set_xlabel(xlabel, fontsize=8)
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_xlim(0.0, 1.0)
-    axes[0].set_title("each feature set (grey squares: shuffled-label control)", fontsize=9)
-    axes[1].set_title("paired differences (red: primary comparison)", fontsize=9)
+    axes[0].set_title("each set (grey squares: shuffled-label control)", fontsize=9)
+    axes[1].set_title("paired differences (red: primary)", fontsize=9)
     return fig
 
 
