@@ -56,6 +56,9 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "incremental": ("bench_incremental.py", ["--cases", "40", "--steps", "6"], ["--cases", "40", "--steps", "4"]),
     "scale": ("bench_scale.py", ["--rows", "1000", "10000", "30000"], ["--rows", "1000", "10000"]),
     "preprocess": ("bench_preprocess.py", ["--jobs", "2"], ["--jobs", "2", "--volumes", "12"]),
+    # null simulation of the paired CV tests: few simulations here (rates +- 0.1); the README's figures use --sims 200
+    "type1": ("bench_type1.py", ["--sims", "24", "--truth-fits", "20", "--jobs", "2"],
+              ["--sims", "8", "--n", "34", "--truth-fits", "10", "--jobs", "2"]),
     # shrunk (about 20 s on an idle 2-core machine); bench_denoise's own defaults take ~65 s idle and >300 s under load
     "denoise": ("bench_denoise.py", ["--datasets", "mr", "--patients", "9", "--steps", "60", "--train-patches", "16",
                                      "--test-patches", "4", "--device", "cpu"], []),
@@ -128,6 +131,18 @@ def rows_for(name: str, r: dict) -> list[tuple[str, str, str, bool | None]]:
         out.append((f"pretrain slowdown beside {r['contend']} busy process(es), radae threads {r['threads'][1]}",
                     f"{r['slowdown']:.2f}x", f"near fair share {r['fair_share']:.2f}x", r["slowdown"] <= 1.5 * r["fair_share"]))
         out.append((f"  same with {r['threads'][2]} threads (all cores)", f"{r['slowdown_all_threads']:.2f}x", "-", None))
+    elif name == "type1":
+        for res in r["results"]:
+            n = res["n"]
+            for test in ("calibrated", "nadeau_bengio", "auto"):
+                v = res["type1"][test]
+                goal = "<= 0.06" if test == "calibrated" else "- (option)"
+                out.append((f"type-I error {test} n={n} ({res['sims']} sims)", f"{v['rate']:.3f}", goal,
+                            v["rate"] <= 0.06 if goal == "<= 0.06" else None))
+            for iv in ("calibrated", "diff_calibrated"):
+                v = res["coverage"][iv]["rate"]
+                out.append((f"coverage {iv} n={n}", f"{v:.3f}", ">= 0.93", v >= 0.93))
+            out.append((f"  DeLong on averaged OOF scores n={n} (not reported)", f"{res['reference_delong_oof']['rate']:.3f}", "-", None))
     elif name == "denoise":
         mid = r["results"][len(r["results"]) // 2]
         out.append((f"denoise MR gain at sigma {mid['sigma']:.2f} ({mid['steps']} steps)", f"{mid['gain_db']:+.2f} dB", "> 0 dB",

@@ -74,6 +74,9 @@ class DataConfig(_Model):
     root: Path | None = None  # if set, manifest paths may not escape it
     modalities: list[str] | None = None  # keep only these modalities (e.g. ["MR"])
     evaluation_patients: Path | None = None  # text file, one patient_id per line
+    # without evaluation_patients: hold this seeded fraction of the labelled patients out of pretraining (they become
+    # the evaluation patients); None = no hold-out (pretraining then sees every benchmarked patient; the report warns)
+    holdout_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     pseudonymise_patients: bool = False  # replace patient_id by a keyed hash (key: env RADAE_PSEUDO_KEY)
 
     @model_validator(mode="after")
@@ -283,7 +286,10 @@ class ClassificationTask(_Model):
 class SurvivalTask(_Model):
     time: str  # manifest column, follow-up time (>= 0, any unit; horizons use the same unit)
     event: str  # manifest column, 1 = event, 0 = censored
-    horizons: tuple[float, ...] = ()  # for time-dependent AUC; default: quartiles of event times
+    horizons: tuple[float, ...] = ()  # for time-dependent AUC; default: quartiles of the training folds' event times
+    # [start, end] of the integrated Brier score (same for every fold); default: the 10th-90th percentile window
+    # that every outer training fold's event times agree on
+    ibs_window: tuple[float, float] | None = None
 
     @field_validator("horizons")
     @classmethod
@@ -291,6 +297,13 @@ class SurvivalTask(_Model):
         if any(h <= 0 for h in v):
             raise ValueError("survival.horizons must be > 0")
         return tuple(sorted(set(v)))
+
+    @field_validator("ibs_window")
+    @classmethod
+    def _ibs_window(cls, v):
+        if v is not None and not (0 <= v[0] < v[1]):
+            raise ValueError("survival.ibs_window must be [start, end] with 0 <= start < end")
+        return v
 
 
 class CVConfig(_Model):
@@ -369,7 +382,13 @@ class BenchmarkConfig(_Model):
     correlation_threshold: float = Field(0.95, gt=0.0, le=1.0)
     cv: CVConfig = CVConfig()
     bootstrap: int = Field(1000, ge=0)  # patient-level bootstrap resamples for CIs (0 = none)
-    adjust: Literal["holm", "bh"] = "holm"  # multiplicity adjustment used for "significant" (both are written)
+    adjust: Literal["holm", "bh"] = "holm"  # adjustment of the primary family (exploratory pairs: always BH)
+    # the pre-specified comparison (set a vs set b); with the best learned-feature set vs b it forms the primary family
+    primary: tuple[str, str] = ("learned", "handcrafted")
+    # fold-mean intervals and paired tests: calibrated (K - 1 df; valid size at n = 34-150 in bench_type1), Nadeau-Bengio
+    # (J - 1 df; anti-conservative there), or auto = calibrated below 100 patients, else Nadeau-Bengio
+    interval: Literal["auto", "nadeau_bengio", "calibrated"] = "calibrated"
+    permutations: int = Field(0, ge=0, le=10_000)  # patient-level label permutations of the whole nested CV (primary sets)
     shuffled_control: bool = True
     voxel_pca_components: int = Field(10, ge=1, le=256)
     voxel_grid_vox: int = Field(16, ge=4, le=64)  # ROI block-averaged to this many voxels per axis for voxel PCA
@@ -385,6 +404,8 @@ class BenchmarkConfig(_Model):
             raise ValueError("feature set 'clinical' needs benchmark.clinical (manifest column names)")
         if not self.feature_sets:
             raise ValueError("benchmark.feature_sets is empty")
+        if self.primary[0] == self.primary[1]:
+            raise ValueError(f"benchmark.primary compares a set with itself ({self.primary[0]!r}); name two feature sets")
         return self
 
 

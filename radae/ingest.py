@@ -129,6 +129,23 @@ def evaluation_patients(cfg: PipelineConfig) -> set[str]:
     return {ln.strip() for ln in Path(p).read_text().splitlines() if ln.strip() and not ln.startswith("#")}
 
 
+def holdout_patients(manifest: pd.DataFrame, cfg: PipelineConfig) -> set[str]:
+    """A seeded ``data.holdout_fraction`` of the labelled patients (an outcome of the benchmark present), as text ids.
+
+    Labelled: the classification label, else the survival time, is present; without a task every patient counts.
+    """
+    frac = cfg.data.holdout_fraction
+    if not frac:
+        return set()
+    b = cfg.benchmark
+    col = b.classification.label if b.classification else (b.survival.time if b.survival else None)
+    labelled = manifest if col is None or col not in manifest else manifest[manifest[col].notna() & (manifest[col].astype(str) != "")]
+    pats = np.array(sorted(labelled["patient_id"].astype(str).unique()))
+    k = int(round(frac * len(pats)))
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 29]))
+    return set(rng.choice(pats, size=k, replace=False).tolist()) if k else set()
+
+
 def input_fingerprint(cfg: PipelineConfig) -> str:
     """Hash of the manifest bytes and every referenced file's content (memoised by size+mtime).
 

@@ -41,7 +41,7 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from radae.errors import BenchmarkError
-from radae.evaluate import stats
+from radae.evaluate import stats, survival_window
 from radae.evaluate.baselines import VoxelPCA
 from radae.evaluate.survival import (
     CoxElasticNet,
@@ -433,7 +433,8 @@ def classification_metrics(y: np.ndarray, prob: np.ndarray, threshold: float) ->
 
 
 def survival_metrics(y_test, risk, surv_prob, y_train, ev: SurvivalEval, ibs_times: np.ndarray) -> dict[str, float]:
-    """Harrell and Uno C (tau = last horizon), td-AUC per horizon and their mean, integrated Brier score."""
+    """Harrell and Uno C (tau = last horizon), td-AUC per horizon and their KM-weighted mean, integrated Brier score
+    over the task's fixed window (NaN when ``ibs_times`` is empty: the fold's follow-up does not cover it)."""
     t, e = y_test["time"], y_test["event"]
     tt, te = y_train["time"], y_train["event"]
     tau = max(ev.horizons) if ev.horizons else None
@@ -442,7 +443,7 @@ def survival_metrics(y_test, risk, surv_prob, y_train, ev: SurvivalEval, ibs_tim
         aucs = stats.cumulative_dynamic_auc(t, e, risk, tt, te, ev.horizons)
         for h, a in zip(ev.horizons, aucs):
             out[f"td_auc@{h:g}"] = float(a)
-        out["td_auc_mean"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+        out["td_auc_mean"] = survival_window.mean_td_auc(aucs, ev.horizons, t, e)
     out["ibs"] = stats.integrated_brier_score(t, e, surv_prob, ibs_times, tt, te) if len(ibs_times) >= 2 else float("nan")
     return out
 
@@ -507,7 +508,7 @@ def _fit_fold(Xtr, Xte, ytr, yte, groups_tr, te, split, spec, forced, fold_seed,
             risk_te = fitted.predict(Xte)
             risk_tr = fitted.predict(Xtr)
             t_te = yte["time"]
-            ibs_times = ev.ibs_times[(ev.ibs_times >= t_te.min()) & (ev.ibs_times < t_te.max())]
+            ibs_times = survival_window.ibs_times_for_fold(ev.ibs_times, t_te)  # one window for every fold, or undefined
             surv = (
                 fitted[-1].predict_survival(fitted[:-1].transform(Xte), ibs_times)
                 if len(ibs_times) >= 2

@@ -57,10 +57,10 @@ class RunFolder:
         return value
 
     def table(self, rel: str) -> pd.DataFrame | None:
-        """A Parquet or CSV table (CSV read with strings kept as strings, empty cells as NaN)."""
+        """A Parquet or CSV table (CSV read with strings kept as strings, ids as text, empty cells as NaN)."""
         if rel.endswith(".parquet"):
             return self._read(rel, pd.read_parquet, "table")
-        return self._read(rel, lambda p: pd.read_csv(p, keep_default_na=True), "table")
+        return self._read(rel, lambda p: pd.read_csv(p, keep_default_na=True, dtype={"case_id": str, "patient_id": str}), "table")
 
     def json(self, rel: str) -> dict | None:
         out = self._read(rel, lambda p: json.loads(p.read_text()), "json")

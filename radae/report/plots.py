@@ -85,6 +85,9 @@ def strip_by_group(groups: Mapping[str, np.ndarray], ylabel: str, title: str,
     else:
         ax.set_ylim(*ylim)
     ax.tick_params(axis="x", labelsize=8)
+    if len(names) > 6:  # many groups (feature sets): slanted labels never overlap
+        ax.set_xticks(range(1, len(names) + 1), [f"{n} (n = {len(d)})" for n, d in zip(names, data)],
+                      rotation=35, ha="right", rotation_mode="anchor")
     ax.set_title(title, fontsize=10)
     return fig
 

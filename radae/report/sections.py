@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from radae.report import forest as glance
 from radae.report import plots
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Figure, Heading, Note, Paragraph, Pre, Section, Table
@@ -48,6 +49,19 @@ def _unit_word(unit: str | None) -> str:
 def _pretrain_saw_evaluation_images(ctx: "Context") -> bool:
     """``pretrain.include_evaluation_patients``: the encoder was trained on the evaluation patients' images too."""
     return bool((ctx.section_cfg("pretrain") or {}).get("include_evaluation_patients"))
+
+
+def _no_evaluation_patients(ctx: "Context") -> bool:
+    """No patient was designated for evaluation: pretraining saw every benchmarked patient's images."""
+    cases = ctx.run.table("ingest/cases.parquet")
+    if cases is None or "is_evaluation" not in cases:
+        return False
+    return not cases["is_evaluation"].astype(bool).any()
+
+
+NO_HOLDOUT = ("no patient was designated as an evaluation patient (data.evaluation_patients / data.holdout_fraction), so "
+              "pretraining used every patient's images and the benchmark evaluates patients the encoder was trained on; "
+              "their labels were never used, but learned features may look better than on new patients")
 
 
 def fig(figure, caption: str | Markup, alt: str) -> Figure:
@@ -124,7 +138,7 @@ def data_section(ctx: Context) -> Section:
         k.put("data.multi_lesion_patients", int((per_patient > 1).sum()), "int"),
         k.put("data.evaluation_patients", n_eval, "int"),
         "their images, without labels, were also used for pretraining" if _pretrain_saw_evaluation_images(ctx)
-        else "held out of pretraining",
+        else ("none held out of pretraining" if n_eval == 0 else "held out of pretraining"),
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
 
@@ -306,13 +320,18 @@ def pretrain_section(ctx: Context) -> Section:
         sec.add(Paragraph(Markup(
             "A 3D convolutional {} (channels {}, strides {}, latent dimension {}, {} latent) was trained for up to {} steps "
             "(batch {}, AdamW lr {}, {} loss) to reconstruct clean ROIs from inputs corrupted with {} noise (σ in [{}, {}]). "
-            "Sources: {}; evaluation patients {} pretraining.").format(
+            "Sources: {}; evaluation patients {}.").format(
             {"dae": "denoising autoencoder", "vae": f"β-VAE (β = {mcfg.get('beta')})"}.get(mcfg.get("kind"), mcfg.get("kind")),
             mcfg.get("channels"), mcfg.get("strides"), mcfg.get("latent_dim"), mcfg.get("latent_mode"),
             pcfg.get("steps"), pcfg.get("batch_size"), plain(pcfg.get("lr"), "g"), pcfg.get("loss"),
             _noise_text(ncfg.get("kind"), (summ or {}).get("noise_models")),
             *(plain(v, "g") for v in (ncfg.get("sigma") or [None, None])),
-            ", ".join(pcfg.get("sources") or []), "were included in" if pcfg.get("include_evaluation_patients") else "were excluded from")))
+            ", ".join(pcfg.get("sources") or []),
+            "were included in pretraining" if pcfg.get("include_evaluation_patients")
+            else ("were not designated, so every patient's images were used in pretraining" if _no_evaluation_patients(ctx)
+                  else "were excluded from pretraining"))))
+    if _no_evaluation_patients(ctx):
+        sec.add(Note("Warning: " + NO_HOLDOUT + "."))
     if summ is not None:
         sec.add(*pretrain_summary_blocks(ctx, summ))
     sec.add(*diagnostics_blocks(ctx))
@@ -559,15 +578,18 @@ def downstream_section(ctx: Context) -> Section:
         "Cohort: {} ({} {}s from {} patients). Every feature set is evaluated on the same rows and the same folds: {}-fold "
         "cross-validation grouped by patient, repeated {} times, with a nested {}-fold search of hyperparameters; imputation, "
         "filtering (|r| ≥ {} dropped), scaling and selection ({}, up to {} features) are fitted inside each training fold. "
-        "Intervals: fold-mean metrics with the Nadeau–Bengio corrected t interval; pooled out-of-fold metrics with a "
-        "{}-replicate patient bootstrap. Pairwise p-values are adjusted with {} within each task and test.").format(
+        "Intervals: fold-mean metrics with the {} corrected t interval; pooled out-of-fold metrics with a "
+        "{}-replicate patient bootstrap. One paired test per pair of sets; the pre-specified primary family is adjusted "
+        "alone ({}), every other pair is exploratory (Benjamini–Hochberg).").format(
         ("evaluation patients only (their images, not their labels, were used in pretraining)"
          if _pretrain_saw_evaluation_images(ctx)
          else "evaluation patients only (never seen in pretraining)") if summ.get("cohort") == "evaluation_patients"
-        else "the development cohort only (see External validation)" if summ.get("cohort") == "external_development" else "all patients",
+        else "the development cohort only (see External validation)" if summ.get("cohort") == "external_development" else "all patients (" + NO_HOLDOUT + ")",
         k.put("benchmark.n_rows", summ.get("n_rows"), "int"), _unit_word(summ.get("unit")),
         k.put("benchmark.n_patients", summ.get("n_patients"), "int"), cvc.get("folds"), cvc.get("repeats"), cvc.get("inner_folds"),
-        cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"), cvc.get("bootstrap"),
+        cvc.get("correlation_threshold"), cvc.get("selection"), cvc.get("max_features"),
+        {"calibrated": "calibrated-df (K − 1, Bouckaert 2003)", "nadeau_bengio": "Nadeau–Bengio"}.get(
+            cvc.get("interval"), "Nadeau–Bengio"), cvc.get("bootstrap"),
         {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(cvc.get("adjust"), cvc.get("adjust") or "n/a"))))
     if fsets:
         sec.add(Table(["feature set", "input features", "preprocessing"],
@@ -626,7 +648,8 @@ def _fold_blocks(ctx: Context, task: str, metric: str, label: str) -> list:
         return []
     groups = {}
     for (fset, model, control), g in c.groupby(["feature_set", "model", "control"], sort=False):
-        groups[f"{'shuffled: ' if control else ''}{fset}\n{model}"] = g["value"].to_numpy(float)
+        one_model = c["model"].nunique() == 1
+        groups[f"{'shuffled: ' if control else ''}{fset}" + ("" if one_model else f"\n{model}")] = g["value"].to_numpy(float)
     n_test = int(c["n_test"].median())
     return [fig(plots.strip_by_group(groups, f"{label} per outer test fold", f"{label} per fold", ylim=(0.0, 1.0), reference=0.5),
                 f"One point per outer test fold and repeat (median {n_test} rows per test fold); boxes: quartiles.",
@@ -639,20 +662,39 @@ def _comparison_table(ctx: Context, comps: pd.DataFrame | None, task: str, adjus
     c = comps[comps["task"] == task] if "task" in comps else comps.iloc[:0]
     if c.empty:
         return [Note("No pairwise comparisons (fewer than two feature sets).")]
-    adj_col = "p_holm" if adjust == "holm" else "p_bh"
+    adj_col = "p_adjusted" if "p_adjusted" in c else ("p_holm" if adjust == "holm" else "p_bh")
+    if "role" in c:  # the primary family shown, the exploratory pairs collapsed
+        out = []
+        for role, collapsed in (("primary", False), ("exploratory", True)):
+            part = c[c["role"] == role]
+            if len(part):
+                out += _comparison_rows_table(ctx, part, task, adj_col, role, collapsed)
+        return out
+    return _comparison_rows_table(ctx, c, task, adj_col, "", False)
+
+
+TEST_NAMES = {"corrected_t": "corrected t (folds)", "corrected_t_nadeau_bengio": "corrected t, Nadeau–Bengio (folds)",
+              "corrected_t_calibrated": "corrected t, calibrated df (folds)",
+              "patient_bootstrap": "patient bootstrap (identical fold differences)", "delong": "DeLong (pooled)"}
+
+
+def _comparison_rows_table(ctx: Context, c: pd.DataFrame, task: str, adj_col: str, role: str, collapsed: bool) -> list:
     rows = []
     k = ctx.keys
     for r in c.itertuples(index=False):
         key = f"comparisons.{task}.{key_segment(r.model)}.{key_segment(r.test)}.{key_segment(r.set_a)}__vs__{key_segment(r.set_b)}"
         ci = "" if pd.isna(r.ci_low) else f"[{plain(r.ci_low, '.3f')}, {plain(r.ci_high, '.3f')}]"
-        rows.append([f"{r.set_a} vs {r.set_b}", r.model, {"corrected_t": "corrected t (folds)", "delong": "DeLong (pooled)"}.get(r.test, r.test),
+        rows.append([f"{r.set_a} vs {r.set_b}", r.model, TEST_NAMES.get(r.test, r.test),
                      Markup("{} − {} = {} {}").format(plain(r.estimate_a, ".3f"), plain(r.estimate_b, ".3f"),
                                                       k.put(f"{key}.diff", r.diff, ".3f"), ci),
                      k.put(f"{key}.p_raw", r.p_raw, ".3g"), k.put(f"{key}.p_adjusted", getattr(r, adj_col), ".3g"),
                      "yes" if str(r.significant).lower() in ("true", "1") else "no"])
-    return [Table(["comparison", "model", "test", "estimate a − b = difference [95% CI]", "p", f"p adjusted ({adjust})", "significant"],
-                  rows, "Paired comparisons of feature sets on the same folds (corrected t: fold-wise differences of the metric; "
-                  "DeLong: pooled out-of-fold predictions).", numeric=[False, False, False, False, True, True, False])]
+    caption = {"primary": "Primary comparison (pre-specified by benchmark.primary, plus the best learned-feature set; adjusted "
+                          "within this family): paired corrected t-test of the fold-wise differences of the metric.",
+               "exploratory": f"Exploratory comparisons: all other pairs ({len(rows)}), Benjamini–Hochberg adjusted; "
+                              "hypothesis-generating only (click to expand)."}.get(role, "Paired comparisons of feature sets on the same folds.")
+    return [Table(["comparison", "model", "test", "estimate a − b = difference [95% CI]", "p", "p adjusted", "significant"],
+                  rows, caption, numeric=[False, False, False, False, True, True, False], collapsed=collapsed)]
 
 
 def classification_blocks(ctx: Context, cls: dict, preds: pd.DataFrame | None, comps: pd.DataFrame | None,
@@ -692,7 +734,11 @@ def classification_blocks(ctx: Context, cls: dict, preds: pd.DataFrame | None, c
     from radae.evaluate.stats import auc_score
 
     rocs, cals = {}, {}
+    prim = [x for pr in ((cls.get("primary") or {}).get("pairs") or []) for x in (pr["set_a"], pr["set_b"])]
+    shown = list(dict.fromkeys(prim)) or list(p["feature_set"].unique())  # the primary sets; the rest are in predictions.parquet
     for fset, g in p.groupby("feature_set", sort=False):
+        if fset not in shown:
+            continue
         y, s = g["label"].to_numpy(float), g["score"].to_numpy(float)
         ok = np.isfinite(y) & np.isfinite(s)
         y, s = y[ok], s[ok]
@@ -706,14 +752,19 @@ def classification_blocks(ctx: Context, cls: dict, preds: pd.DataFrame | None, c
         pred = np.array([s[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
         obs = np.array([y[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
         cnt = np.array([(idx == b).sum() for b in range(len(edges) - 1) if (idx == b).any()])
-        cals[f"{fset} ({len(cnt)} bins)"] = (pred, obs, cnt)
+        ent = ((results.get(fset) or {}).get(model) or {})
+        slope, icpt = ((ent.get(m) or {}).get("mean") for m in ("calibration_slope", "calibration_intercept"))
+        cals[f"{fset}: slope {plain(slope, '.2f')}, intercept {plain(icpt, '.2f')} ({len(cnt)} bins)"] = (pred, obs, cnt)
     out.append(fig(plots.roc_curves(rocs, f"ROC, pooled out-of-fold predictions ({model}, first repeat)"),
                    "Each curve pools the out-of-fold predictions of one repeat, so every row is predicted once by a model "
                    "that never saw it. The AUC in the legend (this repeat only) differs from the fold mean and from the pooled "
                    "AUC in the table (mean prediction over repeats).", "ROC curves"))
     out.append(fig(plots.calibration_curves(cals, f"Calibration, pooled out-of-fold predictions ({model})"),
                    "Observed fraction of positives against the mean predicted probability in quantile bins of the prediction "
-                   "(marker area ~ rows in the bin); the dashed diagonal is perfect calibration.", "calibration curves"))
+                   "(marker area ~ rows in the bin); the dashed diagonal is perfect calibration. Legend: calibration slope "
+                   "(ideal 1) and intercept (ideal 0), fold means. Shown: the primary comparison's sets ("
+                   + ", ".join(shown) + "); every set's out-of-fold predictions are in benchmark/predictions.parquet.",
+                   "calibration curves"))
     return out
 
 
@@ -766,8 +817,12 @@ def survival_blocks(ctx: Context, sv: dict, comps: pd.DataFrame | None, adjust: 
                                     gg["ci_upper"].to_numpy(float), int(gg["at_risk"].max()) if gg["at_risk"].notna().any() else 0)
             panels[f"{fset} / {model}: log-rank p = {plain(p, '.3g')}"] = groups
         out.append(fig(plots.km_panels(panels, sv.get("time") or "time", "Kaplan–Meier curves of out-of-fold risk groups"),
-                       "Patients split at the training-fold median of the predicted risk (first repeat, out-of-fold), "
-                       "with 95% confidence bands; n = rows at risk at time 0.", "Kaplan-Meier curves"))
+                       "Patients split at the training-fold median of the predicted risk (first repeat, out-of-fold; a "
+                       "patient with several lesions counts once, in the group most of its lesions fall in), with 95% "
+                       "confidence bands; n = patients at risk at time 0.", "Kaplan-Meier curves"))
+        nar = glance.numbers_at_risk_table(km, sv.get("time") or "time")
+        if nar is not None:
+            out.append(nar)
     out += _comparison_table(ctx, comps, "survival", adjust)
     return out
 
@@ -891,9 +946,15 @@ def ibsi_section(ctx: Context) -> Section:
         "PyRadiomics feature": mism.get("pyradiomics_feature", pd.Series("", index=mism.index)).astype(str).str.replace("original_", "", regex=False),
         "reference ± tolerance": [f"{plain(r, '.6g')} ± {plain(t, '.3g')}" for r, t in zip(mism.get("reference"), mism.get("tolerance"))],
         "radae": mism.get("value"), "reason": mism.get("reason")})
-    if len(mism):
-        sec.add(table_from_frame(mism, "Features that differ from the IBSI reference, and why.", max_rows=ctx.max_rows, digits=6,
-                                 wide=("reason",)))
+    if len(mism):  # one row per reason (a sentence each), the per-feature list behind a toggle
+        reasons = mism.assign(reason=mism["reason"].fillna("no reason recorded").astype(str)).groupby("reason", sort=False).agg(
+            features=("PyRadiomics feature", lambda v: ", ".join(list(dict.fromkeys(v))[:4]) + (" …" if v.nunique() > 4 else "")),
+            n=("PyRadiomics feature", "size"), datasets=("dataset", lambda v: ", ".join(sorted(set(map(str, v))))))
+        reasons = reasons.reset_index()[["reason", "n", "datasets", "features"]].rename(
+            columns={"n": "mismatches", "features": "for example"})
+        sec.add(table_from_frame(reasons, "Why features differ from the IBSI reference: one sentence per reason.", wide=("reason",)))
+        sec.add(table_from_frame(mism, "Every feature that differs (click to expand).", max_rows=ctx.max_rows, digits=6,
+                                 wide=("reason",), collapsed=True))
     version = tab["pyradiomics_version"].dropna().astype(str).unique() if "pyradiomics_version" in tab else []
     sec.add(Paragraph(f"Full table (naming map PyRadiomics → IBSI, values, tolerances): extract/ibsi_compliance.csv, "
                       f"{len(tab)} rows; PyRadiomics {', '.join(version) or 'version not recorded'}."))
@@ -919,6 +980,9 @@ def summary_section(ctx: Context) -> Section:
             sec.add(Paragraph(Markup(" ").join(sentences)))
         else:
             sec.add(Paragraph("The benchmark ran but produced no task results (see the downstream section)."))
+        comps = run.table("benchmark/comparisons.csv")
+        for task in ("classification", "survival"):
+            sec.add(*glance.primary_blocks(k, bsum, task, comps))
         sets = list((bsum.get("feature_sets") or {}).keys())
         cvc = bsum.get("cv") or {}
         tasks = []
@@ -967,12 +1031,12 @@ def _headline(ctx: Context, bsum: dict, task: str) -> Markup | None:
     comps = ctx.run.table("benchmark/comparisons.csv")
     adjust = (bsum.get("cv") or {}).get("adjust")
     if comps is not None and len(pair) == 2 and "task" in comps:
-        c = comps[(comps["task"] == task) & (comps["model"] == model) & (comps["test"] == "corrected_t")
+        c = comps[(comps["task"] == task) & (comps["model"] == model) & (comps["test"] != "delong")
                   & (((comps["set_a"] == pair[0]) & (comps["set_b"] == pair[1])) | ((comps["set_a"] == pair[1]) & (comps["set_b"] == pair[0])))]
         if len(c):
             r = c.iloc[0]
-            key = f"comparisons.{task}.{key_segment(model)}.corrected_t.{key_segment(r['set_a'])}__vs__{key_segment(r['set_b'])}"
-            col = "p_holm" if adjust == "holm" else "p_bh"
+            key = f"comparisons.{task}.{key_segment(model)}.{key_segment(r['test'])}.{key_segment(r['set_a'])}__vs__{key_segment(r['set_b'])}"
+            col = "p_adjusted" if "p_adjusted" in r else ("p_holm" if adjust == "holm" else "p_bh")
             sentence += Markup("; paired difference {} − {} = {} ({}-adjusted p = {})").format(
                 r["set_a"], r["set_b"], k.put(f"{key}.diff", r["diff"], ".3f"), {"holm": "Holm", "bh": "BH"}.get(adjust, adjust),
                 k.put(f"{key}.p_adjusted", r[col], ".3g"))

@@ -23,17 +23,20 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
   fold (-1 = pooled out-of-fold predictions of that repeat), metric, value, n_train, n_test,
   n_features, best_params (JSON). Classification metrics: auc, balanced_accuracy (threshold = training
   prevalence), brier, calibration_slope, calibration_intercept. Survival: harrell_c, uno_c,
-  td_auc@<h> per horizon, td_auc_mean, ibs; pooled rows: the classification metrics (AUC of the
+  td_auc@<h> per horizon, td_auc_mean (KM-weighted as scikit-survival), ibs (one window for every fold; NaN where
+  a fold's follow-up ends first), horizons / window from config or the training folds' event times; pooled rows: the classification metrics (AUC of the
   fold-standardised linear predictor, the others of the probabilities), or harrell_c of the
   fold-standardised risk and logrank_p of the training-median risk groups.
 - ``predictions.parquet`` - out-of-fold predictions per repeat: task, feature_set, model, control,
   repeat, fold, case_id, patient_id, label, time, event, score (P(y=1) or risk), score_std (the linear
   predictor - logit P or risk - standardised by its distribution on the training fold, so rankings pool
   across folds), risk_group (high/low at the training-fold median; survival).
-- ``comparisons.csv`` - pairwise tests of feature sets per task and model: task, model, metric, test
-  (delong | corrected_t), set_a, set_b, estimate_a, estimate_b, diff (a - b), ci_low, ci_high (95% of
-  diff: corrected-t interval, or DeLong Wald interval), stat, p_raw, p_holm, p_bh, significant
-  (adjusted p of ``benchmark.adjust`` < 0.05), n. Family for the adjustment: all rows of one task and test.
+- ``comparisons.csv`` - ONE paired test per pair of feature sets per task and model (:mod:`radae.evaluate.comparisons`):
+  task, model, metric, test (corrected_t_calibrated | corrected_t_nadeau_bengio | patient_bootstrap when every
+  fold gave the same difference), role (primary | exploratory), set_a, set_b, estimate_a, estimate_b, diff (a - b),
+  ci_low, ci_high (95% of diff), stat, p_raw (floored at 1e-4), p_holm, p_bh (within the role's family),
+  p_adjusted (primary: ``benchmark.adjust``; exploratory: BH), significant (p_adjusted < 0.05), n, n_undefined.
+  DeLong is not used inside CV (anti-conservative on averaged out-of-fold scores; ``benchmarks/bench_type1.py``).
 - ``km.parquet`` - Kaplan-Meier curves of the risk groups (repeat 0): feature_set, model, group,
   time, survival, ci_lower, ci_upper, at_risk.
 - ``robustness.parquet`` - feature_set, feature, icc, n_lesions, n_conditions, icc_kind;
@@ -50,7 +53,7 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
     classification: null | {
         label, n_rows, n_patients, n_positive, n_negative,
         results: {set: {model: {
-            auc: {mean, sd, ci_low, ci_high, n_folds, ci_method: "nadeau_bengio_t"},
+            auc: {mean, sd, ci_low, ci_high, n_folds, n_undefined, ci_method: "calibrated_t" | "nadeau_bengio_t", degenerate},
             auc_pooled: {estimate, ci_low, ci_high, n_boot, ci_method: "patient_bootstrap_percentile"},
             balanced_accuracy|brier|calibration_slope|calibration_intercept: {mean, sd, ci_low, ci_high, ...}}}},
         shuffled_control: {set: {model: {auc: {mean, sd, ci_low, ci_high, ...}}}},
@@ -61,7 +64,9 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
                                harrell_c_pooled: {estimate, ci_low, ci_high, ...}, logrank_p}}},
         shuffled_control: {set: {model: {harrell_c: {...}}}},
         best: {feature_set, model, harrell_c_mean}}
-    comparisons: {n, n_significant, adjust}
+    classification|survival.primary: {family_size, adjust, declared, pairs: [...], sentence,
+        permutation: {status, n_permutations, sets: {set: {observed, null_mean, p_value}}, difference}}
+    comparisons: {n, n_significant, n_primary, n_primary_significant, adjust, exploratory_adjust, test}
     robustness: {status: "done" | "skipped", reason, icc, n_lesions, perturbations,
                  sets: {set: {n_features, n_undefined, median_icc, fraction_icc_ge_0_75, fraction_icc_ge_0_90}}}
     redundancy: {status, n_latent, n_handcrafted, median_max_abs_rho, fraction_latent_max_abs_rho_ge_0_8,
@@ -76,7 +81,6 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from itertools import combinations
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -87,7 +91,8 @@ from radae.config import BenchmarkConfig, PipelineConfig
 from radae.csvsafe import to_csv_text
 from radae.progress import StepLog
 from radae.errors import BenchmarkError, RadaeError, case_message
-from radae.evaluate import baselines, cv, external, harmonise, redundancy, robustness, stats
+from radae.evaluate import (baselines, comparisons, cv, external, harmonise, inference, permutation, pooled, redundancy,
+                            robustness, stats, survival_window)
 from radae.evaluate.survival import km_curves, survival_y
 from radae.fsutil import atomic_path, atomic_write_text
 from radae.runner import RunContext, stage
@@ -105,8 +110,7 @@ HEAD_SETS = {"learned_pooled": re.compile(r"^pooled_l\d+_(avg|max|mask)_\d+$"), 
 # PyRadiomics naming: <image type>_<feature class>_<feature>, e.g. original_glcm_Contrast, wavelet-LLH_firstorder_Mean
 RADIOMICS_RE = re.compile(r"^[A-Za-z0-9.\-]+_(shape|shape2D|firstorder|glcm|glrlm|glszm|gldm|ngtdm)_[A-Za-z0-9]+$")
 ROBUSTNESS_SETS = ("learned", "handcrafted")
-COMPARISON_COLUMNS = ["task", "model", "metric", "test", "set_a", "set_b", "estimate_a", "estimate_b", "diff", "ci_low",
-                      "ci_high", "stat", "p_raw", "p_holm", "p_bh", "significant", "n"]
+COMPARISON_COLUMNS = comparisons.COLUMNS
 BOUNDED_METRICS = {"auc", "balanced_accuracy", "brier", "harrell_c", "uno_c", "ibs"}  # t-intervals clipped to [0, 1]
 KM_COLUMNS = ["feature_set", "model", "group", "time", "survival", "ci_lower", "ci_upper", "at_risk"]
 
@@ -450,11 +454,12 @@ def _permute_outcome(y, groups: np.ndarray, rng: np.random.Generator):
     return y[rng.permutation(n)]
 
 
-def _metric_summary(results: list[cv.FoldResult], metric: str) -> dict:
+def _metric_summary(results: list[cv.FoldResult], metric: str, method: str = "nadeau_bengio", folds: int = 5) -> dict:
+    """Fold-mean metric with the corrected-t interval of ``method``; undefined folds counted in ``n_undefined``."""
     vals = np.array([r.metrics.get(metric, np.nan) for r in results], dtype=float)
     n_train = float(np.mean([r.n_train for r in results]))
     n_test = float(np.mean([r.n_test for r in results]))
-    t = stats.corrected_resampled_ttest(vals, n_train, n_test)
+    t = inference.cv_ttest(vals, n_train, n_test, folds, method)
     ok = vals[np.isfinite(vals)]
     lo, hi = t.ci_low, t.ci_high
     if metric in BOUNDED_METRICS or metric.startswith("td_auc"):
@@ -465,7 +470,9 @@ def _metric_summary(results: list[cv.FoldResult], metric: str) -> dict:
         "ci_low": lo,
         "ci_high": hi,
         "n_folds": int(len(ok)),
-        "ci_method": "nadeau_bengio_t",
+        "n_undefined": t.n_undefined,
+        "ci_method": f"{t.method}_t",
+        "degenerate": t.degenerate,
     }
 
 
@@ -506,7 +513,7 @@ def run_task(
         if cohort.batch is not None:  # ComBat inside every fold: the batch code rides along as the last column
             X, forced, filt = harmonise.with_batch(X, forced, cohort.batch[mask], filt)
         for i, model in enumerate(models):
-            spec = external.pipeline_spec(task, model, fs.preprocessing, bcfg, cohort.batch is not None)
+            spec = _spec(task, model, fs, bcfg, harmonise=cohort.batch is not None)
             runs = [(False, by_repeat)] + ([(True, controls)] if controls and i == 0 else [])
             for control, pieces in runs:
                 keys = dict(task=task, feature_set=name, model=model, control=control)
@@ -518,14 +525,52 @@ def run_task(
                                             column_filter=filt, n_jobs=bcfg.n_jobs)
                     all_res += res
                     out.predictions.append(cv.prediction_table(res, case_ids, groups, yy, **keys))
-                    out.folds.append(_pooled_rows(task, res, yy, keys, None if control else out))
+                    out.folds.append(_pooled_rows(task, res, yy, keys, None if control else out, groups))
                 out.results[(name, model, control)] = all_res
                 out.folds.append(cv.fold_table(all_res, **keys))
     return out
 
 
-def _pooled_rows(task: str, results: list[cv.FoldResult], y, keys: dict, out: TaskRun | None) -> pd.DataFrame:
-    """Metrics of the pooled out-of-fold predictions of each repeat (fold = -1); KM curves of repeat 0."""
+def _spec(task: str, model: str, fs: FeatureSet, bcfg: BenchmarkConfig, harmonise: bool = False) -> cv.PipelineSpec:
+    """The per-set fold pipeline (ComBat first when the batch column rides along as the last feature column)."""
+    return external.pipeline_spec(task, model, fs.preprocessing, bcfg, harmonise)
+
+
+def task_inference(run: TaskRun, comps: pd.DataFrame, cohort: Cohort, mask: np.ndarray, y, bcfg: BenchmarkConfig, seed: int,
+                   filters: Mapping | None = None, survival_eval: cv.SurvivalEval | None = None) -> dict:
+    """summary.json's ``primary`` block of a task: the declared family, its sentence, the permutation test."""
+    block = comparisons.primary_summary(comps, bcfg.adjust)
+    block["declared"] = list(bcfg.primary)
+    sets = list(dict.fromkeys(x for p in block["pairs"] for x in (p["set_a"], p["set_b"])))
+    if not bcfg.permutations or not sets:
+        block["permutation"] = {"status": "skipped", "reason": "benchmark.permutations is 0" if sets else "no primary pair"}
+        return block
+    model = block["pairs"][0]["model"]
+    main = "auc" if run.task == "classification" else "harrell_c"
+    groups = cohort.rows["patient_id"].to_numpy()[mask]
+
+    def run_cv(name: str, y_perm, k: int) -> float:
+        fs = cohort.sets[name]
+        sp = cv.make_splits(cv.strata_of(y_perm), groups, bcfg.cv.folds, bcfg.cv.repeats, bcfg.cv.seed + 5000 + k)
+        res = cv.cross_validate(fs.X[mask], y_perm, groups, sp, _spec(run.task, model, fs, bcfg), seed=seed, forced=fs.forced,
+                                survival_eval=survival_eval, column_filter=(filters or {}).get(name), n_jobs=bcfg.n_jobs)
+        return float(np.nanmean([r.metrics.get(main, np.nan) for r in res]))
+
+    observed = {n: float(np.nanmean([r.metrics.get(main, np.nan) for r in run.results[(n, model, False)]])) for n in sets}
+    rng = np.random.default_rng(np.random.SeedSequence([seed, bcfg.cv.seed, 23]))
+    logger.info("benchmark %s: permutation test, %d permutations of %s", run.task, bcfg.permutations, ", ".join(sets))
+    block["permutation"] = {"status": "done", "model": model, "metric": main,
+                            **permutation.permutation_test(observed, run_cv, sets, y, groups, bcfg.permutations, rng)}
+    return block
+
+
+def _pooled_rows(task: str, results: list[cv.FoldResult], y, keys: dict, out: TaskRun | None,
+                 groups: np.ndarray | None = None) -> pd.DataFrame:
+    """Metrics of the pooled out-of-fold predictions of each repeat (fold = -1); KM curves of repeat 0.
+
+    Balanced accuracy thresholds each fold's probabilities at that fold's *training* prevalence. KM curves and
+    the log-rank test count patients (a patient's lesions: one time, one group by majority of its lesions).
+    """
     rows = []
     for rep in sorted({r.repeat for r in results}):
         rr = [r for r in results if r.repeat == rep]
@@ -534,11 +579,13 @@ def _pooled_rows(task: str, results: list[cv.FoldResult], y, keys: dict, out: Ta
         if task == "classification":
             prob = np.concatenate([r.score for r in rr])
             metrics = cv.classification_metrics(y[idx], prob, float(np.mean(y)))  # calibration needs the probabilities
+            metrics["balanced_accuracy"] = pooled.balanced_accuracy_training_prevalence(y, rr)
             metrics["auc"] = stats.auc_score(y[idx], np.concatenate([r.score_std for r in rr]))
         else:
             score = np.concatenate([r.score_std for r in rr])
             group = np.concatenate([r.risk_group for r in rr]).astype(str)
-            curves, p = km_curves(y["time"][idx], y["event"][idx], group)
+            curves, p = km_curves(*pooled.patient_level(y["time"][idx], y["event"][idx], group,
+                                                              None if groups is None else np.asarray(groups)[idx]))
             metrics = {"harrell_c": stats.harrell_c(y["time"][idx], y["event"][idx], score), "logrank_p": p}
             if out is not None and rep == 0:
                 out.logrank[(keys["feature_set"], keys["model"])] = p
@@ -555,6 +602,8 @@ def summarise_task(run: TaskRun, y, groups: np.ndarray, bcfg: BenchmarkConfig, s
     """Per set x model: fold-mean metrics with corrected-t CIs, pooled metric with patient-bootstrap CI."""
     n = len(groups)
     rng = np.random.default_rng(np.random.SeedSequence([seed, bcfg.cv.seed, 11]))
+    method = inference.resolve_method(bcfg.interval, int(pd.unique(groups).size))
+    folds = bcfg.cv.folds
     results: dict = {}
     control: dict = {}
     if run.task == "classification":
@@ -566,9 +615,9 @@ def summarise_task(run: TaskRun, y, groups: np.ndarray, bcfg: BenchmarkConfig, s
         main = "harrell_c"
     for (name, model, is_control), res in run.results.items():
         if is_control:
-            control.setdefault(name, {})[model] = {main: _metric_summary(res, main)}
+            control.setdefault(name, {})[model] = {main: _metric_summary(res, main, method, folds)}
             continue
-        entry = {m: _metric_summary(res, m) for m in metrics}
+        entry = {m: _metric_summary(res, m, method, folds) for m in metrics}
         oof = cv.mean_oof_scores(res, n, standardised=True)
         ok = np.isfinite(oof)
         if run.task == "classification":
@@ -582,6 +631,8 @@ def summarise_task(run: TaskRun, y, groups: np.ndarray, bcfg: BenchmarkConfig, s
         entry[f"{main}_pooled"] = {"estimate": b.estimate, "ci_low": b.ci_low, "ci_high": b.ci_high, "n_boot": b.n_valid,
                                    "ci_method": "patient_bootstrap_percentile",
                                    "scores": "mean over repeats of the out-of-fold linear predictor standardised by its training fold"}
+        if entry[main].get("degenerate"):  # every fold gave the same value: a zero-width t interval would be false precision
+            entry[main].update(ci_low=b.ci_low, ci_high=b.ci_high, ci_method="patient_bootstrap_percentile (fold values identical)")
         if run.task == "survival":
             entry["logrank_p"] = run.logrank.get((name, model), float("nan"))
         results.setdefault(name, {})[model] = entry
@@ -598,61 +649,32 @@ def summarise_task(run: TaskRun, y, groups: np.ndarray, bcfg: BenchmarkConfig, s
     }
 
 
-def compare_sets(run: TaskRun, y, n_rows: int, bcfg: BenchmarkConfig) -> pd.DataFrame:
-    """Pairwise tests of feature sets on the same folds, per model; raw, Holm and BH p-values.
-
-    corrected_t: Nadeau-Bengio test on the per-fold differences of the main metric (AUC, Harrell's C).
-    delong (classification): on each row's out-of-fold linear predictor, fold-standardised and averaged
-    over repeats. DeLong treats rows as independent; with several lesions per patient (unit "lesion")
-    its p-value is optimistic, and the corrected t-test (patient-grouped folds) is the one to trust.
-    """
-    rows = []
+def compare_sets(run: TaskRun, y, n_rows: int, bcfg: BenchmarkConfig, groups: np.ndarray | None = None, seed: int = 0) -> pd.DataFrame:
+    """Pairwise tests of feature sets on the same folds, per model: one corrected t-test per pair, a primary
+    family (``benchmark.primary``) adjusted alone and exploratory pairs (BH); see :mod:`radae.evaluate.comparisons`."""
     main = "auc" if run.task == "classification" else "harrell_c"
-    names = list(dict.fromkeys(k[0] for k in run.results if not k[2]))
-    models = list(dict.fromkeys(k[1] for k in run.results if not k[2]))
-    for model in models:
-        for a, b in combinations(names, 2):
-            ra, rb = run.results.get((a, model, False)), run.results.get((b, model, False))
-            if ra is None or rb is None:
-                continue
-            fa = {(r.repeat, r.fold): r for r in ra}
-            fb = {(r.repeat, r.fold): r for r in rb}
-            common = sorted(set(fa) & set(fb))
-            diffs = [fa[k].metrics[main] - fb[k].metrics[main] for k in common]
-            n_train = float(np.mean([fa[k].n_train for k in common]))
-            n_test = float(np.mean([fa[k].n_test for k in common]))
-            t = stats.corrected_resampled_ttest(diffs, n_train, n_test)
-            ma = float(np.nanmean([fa[k].metrics[main] for k in common]))
-            mb = float(np.nanmean([fb[k].metrics[main] for k in common]))
-            rows.append({"task": run.task, "model": model, "metric": main, "test": "corrected_t", "set_a": a, "set_b": b,
-                         "estimate_a": ma, "estimate_b": mb, "diff": t.mean, "ci_low": t.ci_low, "ci_high": t.ci_high,
-                         "stat": t.t, "p_raw": t.p_value, "n": len(common)})
-            if run.task == "classification":
-                sa, sb = cv.mean_oof_scores(ra, n_rows, standardised=True), cv.mean_oof_scores(rb, n_rows, standardised=True)
-                ok = np.isfinite(sa) & np.isfinite(sb)
-                d = stats.delong_test(y[ok], sa[ok], sb[ok])
-                rows.append({"task": run.task, "model": model, "metric": "auc_pooled", "test": "delong", "set_a": a, "set_b": b,
-                             "estimate_a": d.auc_a, "estimate_b": d.auc_b, "diff": d.diff, "ci_low": d.diff - 1.959964 * d.se,
-                             "ci_high": d.diff + 1.959964 * d.se, "stat": d.z, "p_raw": d.p_value, "n": int(ok.sum())})
-    cols = COMPARISON_COLUMNS
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    df["p_holm"] = np.nan
-    df["p_bh"] = np.nan
-    for _, idx in df.groupby(["task", "test"]).groups.items():
-        df.loc[idx, "p_holm"] = stats.holm(df.loc[idx, "p_raw"].to_numpy())
-        df.loc[idx, "p_bh"] = stats.benjamini_hochberg(df.loc[idx, "p_raw"].to_numpy())
-    df["significant"] = df["p_holm" if bcfg.adjust == "holm" else "p_bh"] < 0.05
-    return df[cols]
+    groups = np.arange(n_rows) if groups is None else groups
+    method = inference.resolve_method(bcfg.interval, int(pd.unique(groups).size))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, bcfg.cv.seed, 17]))
+    if run.task == "classification":
+        def stat(yy, sa, sb):
+            return stats.auc_score(yy, sa) - stats.auc_score(yy, sb)
 
+        def pooled_arrays(sa, sb, ok):
+            return y[ok], sa[ok], sb[ok]
+    else:
+        def stat(t, e, sa, sb):
+            return stats.harrell_c(t, e, sa) - stats.harrell_c(t, e, sb)
 
-def survival_eval_settings(y, horizons: tuple[float, ...]) -> cv.SurvivalEval:
-    """td-AUC horizons (configured, or quartiles of event times) and the IBS grid (10th-90th percentile of event times)."""
-    ev_times = y["time"][y["event"]]
-    hz = tuple(float(h) for h in horizons) if horizons else tuple(float(q) for q in np.quantile(ev_times, [0.25, 0.5, 0.75]))
-    lo, hi = np.quantile(ev_times, [0.1, 0.9])
-    return cv.SurvivalEval(hz, np.linspace(lo, hi, 50) if hi > lo else np.zeros(0))
+        def pooled_arrays(sa, sb, ok):
+            return y["time"][ok], y["event"][ok], sa[ok], sb[ok]
+
+    def oof(res):
+        return cv.mean_oof_scores(res, n_rows, standardised=True)
+
+    df = comparisons.compare(run.task, run.results, main, method, bcfg.cv.folds, bcfg.primary, bcfg.adjust, oof, stat,
+                             pooled_arrays, groups, bcfg.bootstrap, rng)
+    return df
 
 
 # ----------------------------------------------------------------------------- robustness
@@ -827,7 +849,9 @@ def _headline(summary: dict) -> str:
         ctrl = [v[main]["mean"] for per in s.get("shuffled_control", {}).values() for v in per.values()]
         ctrl_s = f"; shuffled-label control {np.nanmean(ctrl):.3f}" if ctrl else ""
         label = s.get("label") or f"{s.get('time')}/{s.get('event')}"
-        parts.append(f"{task} ({label}) mean {main.replace('_', ' ')} with 95% CI: " + ", ".join(bits) + ctrl_s)
+        prim = (s.get("primary") or {}).get("sentence")
+        parts.append(f"{task} ({label}) mean {main.replace('_', ' ')} with 95% CI: " + ", ".join(bits) + ctrl_s
+                     + (f". {prim.rstrip('.')}" if prim else ""))
     return ". ".join(parts) + ("." if parts else "")
 
 
@@ -876,7 +900,8 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         "cv": {"folds": bcfg.cv.folds, "repeats": bcfg.cv.repeats, "inner_folds": bcfg.cv.inner_folds, "seed": bcfg.cv.seed,
                "selection": bcfg.selection, "max_features": bcfg.max_features, "correlation_threshold": bcfg.correlation_threshold,
                "bootstrap": bcfg.bootstrap, "adjust": bcfg.adjust, "models": list(bcfg.models), "survival_models": list(bcfg.survival_models),
-               "robust_only": bcfg.robustness.robust_only},
+               "robust_only": bcfg.robustness.robust_only, "primary": list(bcfg.primary), "permutations": bcfg.permutations,
+               "interval": inference.resolve_method(bcfg.interval, int(pd.unique(groups_all).size)), "interval_setting": bcfg.interval},
         "classification": None,
         "survival": None,
     }
@@ -891,11 +916,14 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
                                      "n_negative": int((1 - y).sum()), **s}
         folds += run.folds
         preds += run.predictions
-        comps.append(compare_sets(run, y, int(mask.sum()), bcfg))
+        comps.append(compare_sets(run, y, int(mask.sum()), bcfg, groups, seed))
+        summary["classification"]["primary"] = task_inference(run, comps[-1], cohort, mask, y, bcfg, seed, _task_filters(filters, mask))
     if bcfg.survival is not None:
         sv = bcfg.survival
         mask, y = survival_outcome(cohort.rows, sv.time, sv.event, bcfg.cv.folds, on_failure)
-        ev = survival_eval_settings(y, sv.horizons)
+        task_groups = groups_all[mask]
+        ev = survival_window.choose_settings(y, cv.make_splits(cv.strata_of(y), task_groups, bcfg.cv.folds, bcfg.cv.repeats, bcfg.cv.seed),
+                                             sv.horizons, sv.ibs_window)  # the same splits as run_task: training folds only
         run = run_task("survival", cohort, mask, y, bcfg, seed, _task_filters(filters, mask), survival_eval=ev)
         groups = groups_all[mask]
         s = summarise_task(run, y, groups, bcfg, seed)
@@ -905,19 +933,24 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         folds += run.folds
         preds += run.predictions
         kms += run.km
-        comps.append(compare_sets(run, y, int(mask.sum()), bcfg))
+        comps.append(compare_sets(run, y, int(mask.sum()), bcfg, groups, seed))
+        summary["survival"]["primary"] = task_inference(run, comps[-1], cohort, mask, y, bcfg, seed, _task_filters(filters, mask), ev)
 
     cv_results = pd.concat([f for f in folds if len(f)], ignore_index=True)
     predictions = pd.concat([p for p in preds if len(p)], ignore_index=True)
     nonempty = [c for c in comps if len(c)]
-    comparisons = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=COMPARISON_COLUMNS)
+    comp_table = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=COMPARISON_COLUMNS)
     _write_parquet(cv_results, out_dir / "cv_results.parquet")
     _write_parquet(predictions, out_dir / "predictions.parquet")
-    atomic_write_text(out_dir / "comparisons.csv", to_csv_text(comparisons))
+    atomic_write_text(out_dir / "comparisons.csv", to_csv_text(comp_table))
     km = pd.concat(kms, ignore_index=True) if kms else pd.DataFrame(columns=KM_COLUMNS)
     _write_parquet(km[KM_COLUMNS], out_dir / "km.parquet")
-    summary["comparisons"] = {"n": int(len(comparisons)), "n_significant": int(comparisons["significant"].fillna(False).astype(bool).sum()) if len(comparisons) else 0,
-                              "adjust": bcfg.adjust}
+    sig = comp_table["significant"].fillna(False).astype(bool) if len(comp_table) else pd.Series(dtype=bool)
+    prim = (comp_table["role"] == "primary") if len(comp_table) else pd.Series(dtype=bool)
+    summary["comparisons"] = {"n": int(len(comp_table)), "n_significant": int(sig.sum()),  # one test per pair
+                              "n_primary": int(prim.sum()), "n_primary_significant": int((sig & prim).sum()),
+                              "adjust": bcfg.adjust, "exploratory_adjust": "bh",
+                              "test": f"corrected_t_{inference.resolve_method(bcfg.interval, summary['n_patients'])}"}
     summary["robustness"] = rob_summary
     summary["sample_size"] = _sample_size(summary, cohort, bcfg)
     if validation is not None:

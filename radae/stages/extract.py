@@ -50,6 +50,7 @@ from radae.features import aggregate as agg
 from radae.features import dictionary as dct
 from radae.features import handcrafted as hc
 from radae.features import table as tbl
+from radae.features.outcomes import write_outcomes
 from radae.fsutil import atomic_path, atomic_write_text, replace_write_text
 from radae.progress import progress_iter
 from radae.runner import RunContext, stage
@@ -462,6 +463,7 @@ def write_tables(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: 
 
     dic = pd.concat(dictionary_parts, ignore_index=True)
     atomic_write_text(out / "data_dictionary.csv", to_csv_text(dic, lineterminator="\n"))
+    write_outcomes(ctx.run_dir / "ingest" / "cases.parquet", out)  # outcomes + covariates beside the features, ids as text
     atomic_write_text(out / "provenance.json", json.dumps(tbl.json_clean(sidecar), indent=1, sort_keys=False, default=str))
     atomic_write_text(out / "summary.json", json.dumps(tbl.json_clean(summary), indent=1))
     logger.info("extract: %s", "; ".join(f"{k}: {v['extracted']}/{v['lesions']} lesions ({_rate(v['lesions_per_s'])} lesions/s)"

@@ -7,7 +7,7 @@ from pathlib import Path
 from radae.errors import IngestError, case_message
 from radae.fsutil import atomic_path
 from radae.hashing import file_sha256
-from radae.ingest import evaluation_patients, validated_manifest
+from radae.ingest import evaluation_patients, holdout_patients, validated_manifest
 from radae.runner import RunContext, stage
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,10 @@ def run(ctx: RunContext) -> None:
     if len(df) == 0:
         raise IngestError(f"ingest: none of the {len(skipped)} manifest rows has readable files (first: "
                           f"{skipped[0]['message']})")
-    evals = evaluation_patients(ctx.cfg)
+    evals = evaluation_patients(ctx.cfg) or holdout_patients(df, ctx.cfg)
+    if not evals:
+        logger.warning("ingest: no evaluation patients designated -> pretraining will see every benchmarked patient's images; "
+                       "set data.evaluation_patients or data.holdout_fraction (e.g. 0.5) to hold labelled patients out")
     df["is_evaluation"] = df["patient_id"].isin(evals)
     # mixed-type object columns: store as strings so the parquet schema is stable
     for c in df.columns:

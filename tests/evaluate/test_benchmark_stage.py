@@ -77,9 +77,22 @@ def test_outputs_follow_the_documented_layout(demo_run):
 
     comp = pd.read_csv(out / "comparisons.csv")
     assert list(comp.columns) == COMPARISON_COLUMNS
-    assert set(comp.test) == {"delong", "corrected_t"}
-    assert len(comp[(comp.task == "classification") & (comp.test == "delong")]) == 3  # 3 pairs of sets
+    # one test per pair (no DeLong on averaged out-of-fold scores inside CV); 60 patients -> the calibrated t-test
+    assert set(comp.test) == {"corrected_t_calibrated"}
+    cls = comp[comp.task == "classification"]
+    assert len(cls) == 3 and not cls.duplicated(["model", "set_a", "set_b"]).any()
     assert (comp.p_holm >= comp.p_raw - 1e-12).all() and (comp.p_bh >= comp.p_raw - 1e-12).all()
+    # the primary family: learned vs handcrafted (oriented as declared) + nothing else (no other learned set here)
+    prim = cls[cls.role == "primary"]
+    assert list(zip(prim.set_a, prim.set_b)) == [("learned", "handcrafted")]
+    assert prim.p_adjusted.iloc[0] == pytest.approx(prim.p_raw.iloc[0])  # a family of one is not adjusted
+    expl = cls[cls.role == "exploratory"]
+    assert np.allclose(expl.p_adjusted, expl.p_bh)
+    assert s["comparisons"]["n_significant"] == int(comp.significant.sum())
+    block = s["classification"]["primary"]
+    assert block["family_size"] == 1 and block["sentence"].startswith("Primary comparison (AUC, family of 1): learned")
+    assert block["permutation"]["status"] == "skipped"
+    assert "Primary comparison" in s["headline"]
 
     km = pd.read_parquet(out / "km.parquet")
     assert set(km.group) == {"high", "low"} and set(km.feature_set) == {"learned", "handcrafted", "volume"}
@@ -299,3 +312,19 @@ def test_robustness_perturbs_through_the_shared_path(tmp_path):
     # robust_only: per fold, only features robust on that fold's training lesions were offered to the model
     cvr = pd.read_parquet(run_dir / "benchmark" / "cv_results.parquet")
     assert (cvr[cvr.fold >= 0].n_features <= 3).all()
+
+
+@pytest.mark.slow
+def test_permutation_test_of_the_primary_sets(tmp_path):
+    """benchmark.permutations re-runs the whole nested CV on permuted outcomes; planted signal -> the smallest p."""
+    run_dir = tmp_path / "perm"
+    make_run(run_dir, n_patients=40, multi_fraction=0.3, seed=4)
+    cfg = pipeline_config(run_dir, feature_sets=["learned", "volume"], primary=["learned", "volume"], permutations=4,
+                          shuffled_control=False, bootstrap=0)
+    s, _ = _run(run_dir, cfg)
+    perm = s["classification"]["primary"]["permutation"]
+    assert perm["status"] == "done" and perm["n_permutations"] == 4
+    assert perm["sets"]["learned"]["p_value"] == pytest.approx(1 / 5)  # the planted signal beats every permutation
+    assert abs(perm["sets"]["learned"]["null_mean"] - 0.5) < 0.2
+    assert perm["difference"]["set_a"] == "learned" and perm["difference"]["set_b"] == "volume"
+    assert s["cv"]["permutations"] == 4 and s["cv"]["primary"] == ["learned", "volume"]

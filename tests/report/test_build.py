@@ -110,3 +110,29 @@ def test_damaged_input_is_reported_not_fatal(tiny_run, tmp_path):
     assert res.missing["environment.json"].startswith("unreadable")
     html = res.html_path.read_text()
     assert "preprocess/rois.parquet is unreadable" in html
+
+
+def test_primary_comparison_leads_and_exploratory_pairs_are_collapsed(tiny_run):
+    html = (tiny_run / "report" / "report.html").read_text()
+    bsum = json.loads((tiny_run / "benchmark" / "summary.json").read_text())
+    summary_part = html[html.index('<section id="summary">'):]
+    summary_part = summary_part[: summary_part.index("</section>")]
+    assert "<strong>Primary comparison</strong> (classification, AUC; family of" in summary_part
+    assert 'alt="forest plot, classification"' in summary_part and 'alt="forest plot, survival"' in summary_part
+    pair = bsum["classification"]["primary"]["pairs"][0]
+    numbers = json.loads((tiny_run / "report" / "summary.json").read_text())["numbers"]
+    assert lookup(numbers, f"primary.classification.{pair['set_a']}__vs__{pair['set_b']}.diff") == float(f"{pair['diff']:+.3f}")
+    # all other pairs behind a <details> toggle
+    assert "<details><summary>Exploratory comparisons: all other pairs" in html
+    assert "Numbers at risk (patients)" in html
+    assert "Permutation test: not run (benchmark.permutations is 0)" in summary_part
+
+
+def test_numbers_at_risk_counts_from_the_km_table():
+    from radae.report.forest import numbers_at_risk
+
+    km = pd.DataFrame({"feature_set": "learned", "model": "cox", "group": "high", "time": [0.0, 2.0, 5.0, 9.0],
+                       "at_risk": [10.0, 10.0, 6.0, 2.0]})
+    cols, rows = numbers_at_risk(km, [0.0, 3.0, 9.0, 12.0])
+    assert cols[2:] == ["t = 0", "t = 3", "t = 9", "t = 12"]
+    assert rows == [["learned / cox", "high risk", 10, 6, 2, 0]]
