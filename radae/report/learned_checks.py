@@ -63,6 +63,38 @@ def oracle_blocks(ctx) -> list:
         effects, ctx.keys.put("data.oracle_auc", oracle["oracle_auc"], ".3f"), oracle.get("unit", "lesion")))]
 
 
+EFFECT_PAIRS = (("learned", "random_encoder", "pretraining (bottleneck)"),
+                ("learned_pooled", "random_pooled", "pretraining (pooled encoder features)"),
+                ("learned", "handcrafted", "learned vs handcrafted"),
+                ("learned_pooled", "handcrafted", "pooled learned vs handcrafted"))
+
+
+def pretraining_effect_blocks(ctx) -> list:
+    """Learned minus its untrained-encoder twin, beside learned minus handcrafted (benchmark/comparisons.csv)."""
+    if not ctx.run.exists("benchmark/comparisons.csv"):
+        return []
+    comps = ctx.run.table("benchmark/comparisons.csv")
+    if comps is None or comps.empty or not {"set_a", "set_b", "diff"} <= set(comps.columns):
+        return []
+    rows = []
+    for a, b, what in EFFECT_PAIRS:
+        for task, g in comps.groupby("task", sort=False):
+            hit = g[((g["set_a"] == a) & (g["set_b"] == b)) | ((g["set_a"] == b) & (g["set_b"] == a))]
+            if hit.empty:
+                continue
+            r = hit.iloc[0]
+            sign = 1.0 if r["set_a"] == a else -1.0
+            lo, hi = sorted((sign * float(r.get("ci_low", float("nan"))), sign * float(r.get("ci_high", float("nan")))))
+            p = r.get("p_adjusted", r.get("p_raw"))
+            rows.append([what, str(task), f"{a} − {b}", str(r.get("metric", "")), f"{sign * float(r['diff']):+.3f}",
+                         f"[{lo:+.3f}, {hi:+.3f}]", _fmt(None if p is None else float(p), ".3g"), str(r.get("role", ""))])
+    if not rows:
+        return []
+    return [Table(["question", "task", "difference", "metric", "estimate", "95% CI", "adjusted p", "role"], rows,
+                  "Does pretraining add anything? Each learned set minus the same architecture and heads with untrained "
+                  "(seeded) weights, beside learned minus handcrafted (benchmark/comparisons.csv, same folds).")]
+
+
 def _ci_above_control(res: dict, ctrl: dict, metric: str) -> bool | None:
     """Best model's interval lower bound > the same model's shuffled-label mean; None if not measured."""
     best = None

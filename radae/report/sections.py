@@ -19,7 +19,7 @@ from radae.report import forest as glance
 from radae.report import plots
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Figure, Heading, Note, Paragraph, Pre, Section, Table
-from radae.report.learned_checks import diagnostics_blocks, oracle_blocks
+from radae.report.learned_checks import diagnostics_blocks, oracle_blocks, pretraining_effect_blocks
 from radae.report.keys import KeyNumbers, format_number, key_segment
 
 logger = logging.getLogger(__name__)
@@ -335,6 +335,7 @@ def pretrain_section(ctx: Context) -> Section:
     if summ is not None:
         sec.add(*pretrain_summary_blocks(ctx, summ))
     sec.add(*diagnostics_blocks(ctx))
+    sec.add(*pretraining_effect_blocks(ctx))
     if metrics is None:
         sec.missing("loss curves", run.why("pretrain/metrics.csv"))
     else:
