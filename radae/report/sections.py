@@ -335,7 +335,6 @@ def pretrain_section(ctx: Context) -> Section:
     if summ is not None:
         sec.add(*pretrain_summary_blocks(ctx, summ))
     sec.add(*diagnostics_blocks(ctx))
-    sec.add(*pretraining_effect_blocks(ctx))
     if metrics is None:
         sec.missing("loss curves", run.why("pretrain/metrics.csv"))
     else:
@@ -608,6 +607,7 @@ def downstream_section(ctx: Context) -> Section:
         sec.add(*survival_blocks(ctx, summ["survival"], comps, cvc.get("adjust")))
     else:
         sec.add(Heading("Survival"), Note("No survival task in this run (benchmark.survival is not set, or it was refused)."))
+    sec.add(*pretraining_effect_blocks(ctx))
     return sec
 
 

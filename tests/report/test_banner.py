@@ -49,3 +49,21 @@ def test_banner_for_an_unconverged_encoder(tmp_path):
 def test_pooled_head_beating_its_control_softens_the_message(tmp_path):
     html = _run(tmp_path, (0.6, 0.4, 0.8), 0.6, pooled_auc=(0.9, 0.8, 1.0))
     assert NO_SIGNAL not in html and "the bottleneck code (learned) does not beat its shuffled-label control" in html
+
+
+def test_pretraining_effect_table_orients_learned_minus_random(tmp_path):
+    import pandas as pd
+
+    run = tmp_path / "run"
+    (run / "benchmark").mkdir(parents=True)
+    pd.DataFrame([
+        {"task": "classification", "model": "logistic_l2", "metric": "auc", "set_a": "random_encoder", "set_b": "learned",
+         "diff": -0.12, "ci_low": -0.2, "ci_high": -0.04, "p_adjusted": 0.01, "role": "exploratory"},
+        {"task": "classification", "model": "logistic_l2", "metric": "auc", "set_a": "learned", "set_b": "handcrafted",
+         "diff": -0.05, "ci_low": -0.15, "ci_high": 0.05, "p_adjusted": 0.4, "role": "primary"},
+    ]).to_csv(run / "benchmark" / "comparisons.csv", index=False)
+    (run / "benchmark" / "summary.json").write_text(json.dumps({"cohort": "all", "unit": "patient"}))
+    html = build_report(run).html_path.read_text()
+    assert "Does pretraining add anything?" in html
+    assert "+0.120" in html and "[+0.040, +0.200]" in html  # learned − random_encoder, sign flipped
+    assert "-0.050" in html
