@@ -397,6 +397,22 @@ class BenchmarkConfig(_Model):
     n_jobs: int = Field(1, ge=1, le=256)
     external: ExternalConfig | None = None  # develop on one cohort, validate locked models on another
     harmonise: HarmoniseConfig | None = None  # ComBat inside every fold pipeline
+    # label efficiency (benchmark/label_efficiency.parquet): refit every set x model on stratified, seeded subsamples of
+    # each outer training fold's labelled patients at these fractions, scored on the same test fold; () = off. Fractions
+    # < 1 cost label_repeats draws x the first label_cv_repeats outer repeats each; 1.0 reuses the main CV's folds.
+    label_fractions: tuple[float, ...] = ()
+    label_repeats: int = Field(2, ge=1, le=50)
+    label_cv_repeats: int = Field(1, ge=1, le=100)
+
+    @field_validator("label_fractions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [f for f in v if not 0.0 < f <= 1.0]
+        if bad:
+            raise ValueError(f"label fraction {bad[0]} is not in (0, 1]")
+        if len(set(v)) != len(v):
+            raise ValueError("benchmark.label_fractions has a fraction twice")
+        return tuple(sorted(v))
 
     @model_validator(mode="after")
     def _sets(self) -> "BenchmarkConfig":

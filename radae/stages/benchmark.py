@@ -42,6 +42,10 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
 - ``robustness.parquet`` - feature_set, feature, icc, n_lesions, n_conditions, icc_kind;
   ``robustness_values.parquet`` - the raw study values (case_id, condition, feature_set, feature, value).
 - ``redundancy.parquet`` - latent, feature, rho (Spearman), abs_rho, is_volume.
+- ``label_efficiency.parquet`` (when ``benchmark.label_fractions`` is set) - task, set, model, fraction,
+  n_train_patients, n_train, n_test, cv_repeat, fold, repeat (subsample draw), metric, value: every set x model
+  refitted on stratified patient subsamples of each outer training fold, scored on the same test fold
+  (:mod:`radae.evaluate.label_efficiency`).
 - ``summary.json`` - headline numbers, read by the report. Stable keys (NaN written as null)::
 
     schema_version: 1
@@ -69,6 +73,8 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
     comparisons: {n, n_significant, n_primary, n_primary_significant, adjust, exploratory_adjust, test}
     robustness: {status: "done" | "skipped", reason, icc, n_lesions, perturbations,
                  sets: {set: {n_features, n_undefined, median_icc, fraction_icc_ge_0_75, fraction_icc_ge_0_90}}}
+    label_efficiency: {status, reason, fractions, repeats, cv_repeats, classification|survival: {metric,
+                       sets: {set: {model: [{fraction, n_train_patients, mean, ci_low, ci_high, n_values}]}}}}
     redundancy: {status, n_latent, n_handcrafted, median_max_abs_rho, fraction_latent_max_abs_rho_ge_0_8,
                  volume_max_abs_rho, fraction_latent_volume_abs_rho_ge_0_5, top: [{latent, feature, rho}]}
 """
@@ -91,8 +97,8 @@ from radae.config import BenchmarkConfig, PipelineConfig
 from radae.csvsafe import to_csv_text
 from radae.progress import StepLog
 from radae.errors import BenchmarkError, RadaeError, case_message
-from radae.evaluate import (baselines, comparisons, cv, external, harmonise, inference, permutation, pooled, redundancy,
-                            robustness, stats, survival_window)
+from radae.evaluate import (baselines, comparisons, cv, external, harmonise, inference, label_efficiency, permutation, pooled,
+                            redundancy, robustness, stats, survival_window)
 from radae.evaluate.survival import km_curves, survival_y
 from radae.fsutil import atomic_path, atomic_write_text
 from radae.runner import RunContext, stage
@@ -905,7 +911,7 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         "classification": None,
         "survival": None,
     }
-    folds, preds, comps, kms = [], [], [], []
+    folds, preds, comps, kms, curves = [], [], [], [], []
     if bcfg.classification is not None:
         mask, y = classification_outcome(cohort.rows, bcfg.classification.label, on_failure)
         run = run_task("classification", cohort, mask, y, bcfg, seed, _task_filters(filters, mask))
@@ -918,6 +924,9 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         preds += run.predictions
         comps.append(compare_sets(run, y, int(mask.sum()), bcfg, groups, seed))
         summary["classification"]["primary"] = task_inference(run, comps[-1], cohort, mask, y, bcfg, seed, _task_filters(filters, mask))
+        if bcfg.label_fractions:
+            curves.append(label_efficiency.run_task("classification", cohort.sets, mask, y, groups, bcfg, seed, run.results,
+                                                    column_filters=_task_filters(filters, mask)))
     if bcfg.survival is not None:
         sv = bcfg.survival
         mask, y = survival_outcome(cohort.rows, sv.time, sv.event, bcfg.cv.folds, on_failure)
@@ -935,6 +944,9 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         kms += run.km
         comps.append(compare_sets(run, y, int(mask.sum()), bcfg, groups, seed))
         summary["survival"]["primary"] = task_inference(run, comps[-1], cohort, mask, y, bcfg, seed, _task_filters(filters, mask), ev)
+        if bcfg.label_fractions:
+            curves.append(label_efficiency.run_task("survival", cohort.sets, mask, y, groups, bcfg, seed, run.results, ev,
+                                                    _task_filters(filters, mask)))
 
     cv_results = pd.concat([f for f in folds if len(f)], ignore_index=True)
     predictions = pd.concat([p for p in preds if len(p)], ignore_index=True)
@@ -955,6 +967,12 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
     summary["sample_size"] = _sample_size(summary, cohort, bcfg)
     if validation is not None:
         summary["external"] = _run_external(run_dir, cfg, cohort, validation, ext_info, seed, out_dir, on_failure)
+    summary["label_efficiency"] = {"status": "skipped", "reason": "benchmark.label_fractions is empty"}
+    if curves:
+        le = pd.concat(curves, ignore_index=True)
+        _write_parquet(le, out_dir / "label_efficiency.parquet")
+        summary["label_efficiency"] = label_efficiency.summary(le, {"classification": "auc", "survival": "harrell_c"}, bcfg.label_fractions,
+                                                               bcfg.label_repeats, min(bcfg.label_cv_repeats, bcfg.cv.repeats))
 
     # redundancy: latents vs handcrafted (+ volume), lesion level, descriptive
     red_summary: dict = {"status": "skipped", "reason": "needs both learned and handcrafted feature sets"}
