@@ -40,6 +40,8 @@ def tiny_overrides(runs_dir: Path, cases: int = 40, steps: int = 6) -> list[str]
         "benchmark.bootstrap=50",
         "benchmark.robustness={enabled: true, perturbations: [noise], max_lesions: 4}",
         "benchmark.n_jobs=1",
+        "benchmark.label_fractions=[0.5, 1.0]",
+        "benchmark.label_repeats=1",
     ]
 
 

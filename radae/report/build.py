@@ -22,6 +22,7 @@ from radae.report.artifacts import RunFolder
 from radae.report.blocks import Table
 from radae.report.keys import KeyNumbers
 from radae.report.learned_checks import banner_messages
+from radae.report.label_efficiency import label_efficiency_section
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, title: 
         "features": S.features_section(ctx),
         "latent": S.latent_section(ctx),
         "downstream": S.downstream_section(ctx),
+        "label_efficiency": label_efficiency_section(ctx),
         "robustness": S.robustness_section(ctx),
         "redundancy": S.redundancy_section(ctx),
         "ibsi": S.ibsi_section(ctx),

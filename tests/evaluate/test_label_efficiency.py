@@ -106,10 +106,12 @@ def test_config_rejects_bad_fractions():
     assert PipelineConfig.model_validate({**base, "benchmark": {"label_fractions": [1.0, 0.25]}}).benchmark.label_fractions == (0.25, 1.0)
 
 
+@pytest.mark.slow
 def test_benchmark_writes_label_efficiency_with_same_test_folds(tmp_path):
     run_dir = tmp_path / "le"
     make_run(run_dir, n_patients=48, seed=2)
     cfg = pipeline_config(run_dir, feature_sets=["learned", "volume"], label_fractions=[0.25, 0.5, 1.0], label_repeats=2,
+                          shuffled_control=False, bootstrap=0,
                           cv={"folds": 3, "repeats": 2, "inner_folds": 2, "seed": 0})
     summary = run_benchmark(run_dir, cfg, 0, lambda c, m, f: None, run_dir / "benchmark")
     t = pd.read_parquet(run_dir / "benchmark" / "label_efficiency.parquet")
