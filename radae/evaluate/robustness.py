@@ -24,7 +24,10 @@ with n subjects, k raters, MSR rows (subjects), MSC columns (raters), MSE residu
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal, Mapping, Sequence
 
@@ -222,16 +225,7 @@ def icc(ratings: np.ndarray, kind: Literal["icc3_1", "icc2_1"] = "icc3_1") -> np
     if n < 2 or k < 2:
         out = np.full(r.shape[2], np.nan)
         return float(out[0]) if squeeze else out
-    grand = r.mean(axis=(0, 1))
-    row = r.mean(axis=1)
-    col = r.mean(axis=0)
-    ss_total = ((r - grand) ** 2).sum(axis=(0, 1))
-    ss_rows = k * ((row - grand) ** 2).sum(axis=0)
-    ss_cols = n * ((col - grand) ** 2).sum(axis=0)
-    ss_err = np.maximum(ss_total - ss_rows - ss_cols, 0.0)
-    msr = ss_rows / (n - 1)
-    msc = ss_cols / (k - 1)
-    mse = ss_err / ((n - 1) * (k - 1))
+    msr, msc, mse = _mean_squares(r)
     if kind == "icc3_1":
         den = msr + (k - 1) * mse
     elif kind == "icc2_1":
@@ -241,6 +235,63 @@ def icc(ratings: np.ndarray, kind: Literal["icc3_1", "icc2_1"] = "icc3_1") -> np
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 1e-300, (msr - mse) / np.where(den > 1e-300, den, 1.0), np.nan)
     return float(out[0]) if squeeze else out
+
+
+def _mean_squares(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-way ANOVA mean squares (rows = subjects, columns = raters, residual) of ratings (n, k, p), per feature."""
+    n, k = r.shape[:2]
+    grand = r.mean(axis=(0, 1))
+    row = r.mean(axis=1)
+    col = r.mean(axis=0)
+    ss_total = ((r - grand) ** 2).sum(axis=(0, 1))
+    ss_rows = k * ((row - grand) ** 2).sum(axis=0)
+    ss_cols = n * ((col - grand) ** 2).sum(axis=0)
+    ss_err = np.maximum(ss_total - ss_rows - ss_cols, 0.0)
+    return ss_rows / (n - 1), ss_cols / (k - 1), ss_err / ((n - 1) * (k - 1))
+
+
+def icc_ci(ratings: np.ndarray, kind: Literal["icc3_1", "icc2_1"] = "icc3_1", level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact F-based confidence interval of the single-measure ICC (McGraw & Wong 1996, as pingouin computes it).
+
+    ICC(3,1): F = MSR/MSE with (n-1, (n-1)(k-1)) df; F_L = F / F_{1-a/2}(n-1, (n-1)(k-1)),
+    F_U = F x F_{1-a/2}((n-1)(k-1), n-1); bounds (F_L - 1) / (F_L + k - 1) and (F_U - 1) / (F_U + k - 1).
+    ICC(2,1): Satterthwaite df v for the denominator (McGraw & Wong, case 2A); bounds
+    n (MSR - F* MSE) / (F* (k MSC + (kn - k - n) MSE) + n MSR) with F* = F_{1-a/2}(n-1, v), and the upper
+    with F_{1-a/2}(v, n-1). Ratings (n, k) or (n, k, p); NaN where the ICC is undefined.
+    """
+    from scipy.stats import f as fdist
+
+    r = np.asarray(ratings, dtype=float)
+    squeeze = r.ndim == 2
+    if squeeze:
+        r = r[:, :, None]
+    n, k = r.shape[:2]
+    nan = np.full(r.shape[2], np.nan)
+    if n < 2 or k < 2:
+        return (float(nan[0]), float(nan[0])) if squeeze else (nan, nan.copy())
+    msr, msc, mse = _mean_squares(r)
+    a = 1.0 - level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kind == "icc3_1":
+            df1, df2 = n - 1, (n - 1) * (k - 1)
+            f = msr / mse
+            fl = f / fdist.ppf(1 - a / 2, df1, df2)
+            fu = f * fdist.ppf(1 - a / 2, df2, df1)
+            lo, hi = (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)
+        elif kind == "icc2_1":
+            icc2 = np.asarray(icc(r, "icc2_1"), dtype=float)
+            fj = msc / mse
+            vn = (k - 1) * (n - 1) * (k * icc2 * fj + n * (1 + (k - 1) * icc2) - k * icc2) ** 2
+            vd = (n - 1) * k**2 * icc2**2 * fj**2 + (n * (1 + (k - 1) * icc2) - k * icc2) ** 2
+            v = vn / vd
+            f2u = fdist.ppf(1 - a / 2, n - 1, v)
+            f2l = fdist.ppf(1 - a / 2, v, n - 1)
+            lo = n * (msr - f2u * mse) / (f2u * (k * msc + (k * n - k - n) * mse) + n * msr)
+            hi = n * (f2l * msr - mse) / (k * msc + (k * n - k - n) * mse + n * f2l * msr)
+        else:
+            raise ValueError(f"unknown ICC kind {kind!r}; use 'icc3_1' or 'icc2_1'")
+    lo, hi = np.where(np.isfinite(lo), lo, np.nan), np.where(np.isfinite(hi), hi, np.nan)
+    return (float(lo[0]), float(hi[0])) if squeeze else (lo, hi)
 
 
 @dataclass(frozen=True)
@@ -289,19 +340,33 @@ def icc_from_cube(cube: ValueCube, kind: Literal["icc3_1", "icc2_1"] = "icc3_1",
     return out, n_used
 
 
+def _cube_ci(cube: ValueCube, kind, case_ids=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature 95% ICC interval of a cube, on each feature's complete lesions (as :func:`icc_from_cube`)."""
+    v = cube.values
+    if case_ids is not None:
+        v = v[np.isin(cube.case_ids, np.asarray(list(map(str, case_ids))))]
+    complete = np.isfinite(v).all(axis=1)
+    lo, hi = np.full(v.shape[2], np.nan), np.full(v.shape[2], np.nan)
+    for j in range(v.shape[2]):
+        if complete[:, j].sum() >= 2:
+            lo[j], hi[j] = icc_ci(v[complete[:, j], :, j], kind)
+    return lo, hi
+
+
 def icc_table(values: pd.DataFrame, kind: Literal["icc3_1", "icc2_1"] = "icc3_1", case_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """ICC per (feature_set, feature) from long values (case_id, condition, feature_set, feature, value).
 
     ``case_ids`` restricts the lesions used (e.g. to a training fold). Per feature, lesions missing a
     condition or holding a NaN are left out; n_lesions says how many remained.
-    Columns: feature_set, feature, icc, n_lesions, n_conditions.
+    Columns: feature_set, feature, icc, icc_ci_low, icc_ci_high (95%, :func:`icc_ci`), n_lesions, n_conditions.
     """
     frames = []
     for fset, cube in value_cubes(values).items():
         vals, n_used = icc_from_cube(cube, kind, case_ids)
-        frames.append(pd.DataFrame({"feature_set": fset, "feature": list(cube.features), "icc": vals,
-                                    "n_lesions": n_used.astype(int), "n_conditions": len(cube.conditions)}))
-    cols = ["feature_set", "feature", "icc", "n_lesions", "n_conditions"]
+        lo, hi = _cube_ci(cube, kind, case_ids)
+        frames.append(pd.DataFrame({"feature_set": fset, "feature": list(cube.features), "icc": vals, "icc_ci_low": lo,
+                                    "icc_ci_high": hi, "n_lesions": n_used.astype(int), "n_conditions": len(cube.conditions)}))
+    cols = ["feature_set", "feature", "icc", "icc_ci_low", "icc_ci_high", "n_lesions", "n_conditions"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -324,6 +389,110 @@ def robust_fractions(table: pd.DataFrame, thresholds: Sequence[float] = (0.75, 0
     return out
 
 
+# ----------------------------------------------------------------------------- families, with intervals
+_RADIOMICS_CLASS = re.compile(r"_(shape|shape2D|firstorder|glcm|glrlm|glszm|gldm|ngtdm)_")
+
+
+def feature_family(feature: str) -> str:
+    """PyRadiomics class (``original_glcm_Contrast`` -> ``glcm``), else the name without its index (``latent_003`` -> ``latent``)."""
+    m = _RADIOMICS_CLASS.search(feature)
+    if m:
+        return m.group(1)
+    return re.sub(r"_?\d+$", "", feature) or feature
+
+
+def family_table(values: pd.DataFrame, kind: Literal["icc3_1", "icc2_1"] = "icc3_1", n_boot: int = 200,
+                 seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Per feature set and feature family (and ``all``): median ICC with a lesion-bootstrap percentile interval.
+
+    Lesions (subjects) are resampled with replacement ``n_boot`` times; each replicate recomputes every
+    feature's ICC on the lesions complete for all features and takes the median over the family. The
+    fraction of features with ICC >= 0.75 / 0.9 (undefined = not robust) is given as in :func:`robust_fractions`.
+    Columns: feature_set, family, n_features, median_icc, ci_low, ci_high, fraction_icc_ge_0_75, fraction_icc_ge_0_90, n_lesions.
+    """
+    rows = []
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 29]))
+    for fset, cube in value_cubes(values).items():
+        point, _ = icc_from_cube(cube, kind)
+        v = cube.values[np.isfinite(cube.values).all(axis=(1, 2))]
+        boots = np.full((n_boot, v.shape[2]), np.nan)
+        if len(v) >= 3:
+            for b in range(n_boot):
+                boots[b] = icc(v[rng.integers(0, len(v), len(v))], kind)
+        fams = np.array([feature_family(f) for f in cube.features])
+        for fam in ["all", *sorted(set(fams))]:
+            sel = np.ones(len(fams), bool) if fam == "all" else fams == fam
+            x = point[sel]
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med_b = np.nanmedian(boots[:, sel], axis=1)
+            med_b = med_b[np.isfinite(med_b)]
+            lo, hi = (np.quantile(med_b, [(1 - level) / 2, (1 + level) / 2]) if len(med_b) >= 10 else (np.nan, np.nan))
+            rows.append({"feature_set": fset, "family": fam, "n_features": int(sel.sum()),
+                         "median_icc": float(np.nanmedian(x)) if np.isfinite(x).any() else np.nan,
+                         "ci_low": float(lo), "ci_high": float(hi),
+                         "fraction_icc_ge_0_75": float(np.mean(np.nan_to_num(x, nan=-np.inf) >= 0.75)),
+                         "fraction_icc_ge_0_90": float(np.mean(np.nan_to_num(x, nan=-np.inf) >= 0.90)),
+                         "n_lesions": int(len(v))})
+    cols = ["feature_set", "family", "n_features", "median_icc", "ci_low", "ci_high", "fraction_icc_ge_0_75",
+            "fraction_icc_ge_0_90", "n_lesions"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ----------------------------------------------------------------------------- what each feature set sees
+INPUTS_KEY = "__inputs__"  # extract() may return {INPUTS_KEY: {feature_set: digest of the arrays that set's extractor read}}
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """sha256 of the arrays' dtype, shape and bytes (same arrays -> same digest)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def input_digests(roi_row: Mapping, mask_channel: bool) -> dict[str, str]:
+    """Digests of what each feature set's extractor reads for one preprocessed lesion (its ROI index row).
+
+    learned: the ROI image (and the ROI mask when the encoder takes a mask channel); handcrafted: the
+    resampled lesion crop image and mask handed to PyRadiomics.
+    """
+    from radae.preprocess.store import load_roi
+
+    out = {}
+    if roi_row.get("roi_path"):
+        roi = load_roi(roi_row["roi_path"])
+        out["learned"] = array_digest(roi.image, roi.mask) if mask_channel else array_digest(roi.image)
+    if roi_row.get("radiomics_image") and roi_row.get("radiomics_mask"):
+        import SimpleITK as sitk
+
+        out["handcrafted"] = array_digest(sitk.GetArrayFromImage(sitk.ReadImage(str(roi_row["radiomics_image"]))),
+                                          sitk.GetArrayFromImage(sitk.ReadImage(str(roi_row["radiomics_mask"]))))
+    return out
+
+
+def input_changes(digests: pd.DataFrame) -> pd.DataFrame:
+    """Per perturbation and feature set: how many lesions' extractor input differs from their unperturbed input.
+
+    ``digests``: case_id, condition, feature_set, digest. Columns: condition, feature_set, n_lesions,
+    n_changed, fraction_changed. A perturbation that changes no lesion's input cannot lower that set's ICC.
+    """
+    cols = ["condition", "feature_set", "n_lesions", "n_changed", "fraction_changed"]
+    if digests.empty:
+        return pd.DataFrame(columns=cols)
+    orig = digests[digests["condition"] == ORIGINAL].set_index(["case_id", "feature_set"])["digest"]
+    rows = []
+    pert = digests[digests["condition"] != ORIGINAL]
+    for (cond, fset), g in pert.groupby(["condition", "feature_set"], sort=True):
+        ref = orig.reindex(list(zip(g["case_id"], g["feature_set"]))).to_numpy()
+        changed = int((g["digest"].to_numpy() != ref).sum())
+        rows.append({"condition": cond, "feature_set": fset, "n_lesions": len(g), "n_changed": changed,
+                     "fraction_changed": changed / len(g)})
+    return pd.DataFrame(rows, columns=cols)
+
+
 # ----------------------------------------------------------------------------- the study
 Extractor = Callable[[str, Perturbation | None], Mapping[str, Mapping[str, float]]]
 
@@ -335,6 +504,7 @@ def perturbation_study(
     seed: int,
     settings: PerturbationSettings = PerturbationSettings(),
     on_failure: Callable[[str, str], None] | None = None,
+    inputs: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Extract every lesion unperturbed and under each perturbation kind; long table of the values.
 
@@ -344,7 +514,9 @@ def perturbation_study(
     draw per kind, so results do not depend on which other lesions are in the study.
     A lesion whose extraction fails under any condition is reported through ``on_failure(case_id,
     message)`` and left out entirely (the ICC needs every condition).
-    Columns: case_id, condition, feature_set, feature, value.
+    Columns: case_id, condition, feature_set, feature, value. If ``extract`` also returns
+    ``{INPUTS_KEY: {feature_set: digest}}``, those rows (case_id, condition, feature_set, digest) are
+    appended to ``inputs`` (for :func:`input_changes`), for the lesions that completed.
     """
     rows: list[dict] = []
     for i, cid in enumerate(case_ids):
@@ -352,9 +524,12 @@ def perturbation_study(
         conditions: list[tuple[str, Perturbation | None]] = [(ORIGINAL, None)]
         conditions += [(k, draw_perturbation(k, rng, settings)) for k in kinds]
         lesion_rows: list[dict] = []
+        lesion_inputs: list[dict] = []
         try:
             for name, pert in conditions:
-                feats = extract(str(cid), pert)
+                feats = dict(extract(str(cid), pert))
+                for fset, digest in (feats.pop(INPUTS_KEY, None) or {}).items():
+                    lesion_inputs.append({"case_id": str(cid), "condition": name, "feature_set": fset, "digest": digest})
                 for fset, values in feats.items():
                     for feat, val in values.items():
                         lesion_rows.append({"case_id": str(cid), "condition": name, "feature_set": fset, "feature": feat, "value": float(val)})
@@ -365,4 +540,24 @@ def perturbation_study(
                 on_failure(str(cid), msg)
             continue
         rows.extend(lesion_rows)
+        if inputs is not None:
+            inputs.extend(lesion_inputs)
     return pd.DataFrame(rows, columns=["case_id", "condition", "feature_set", "feature", "value"])
+
+
+def write_study_extras(values: pd.DataFrame, digests: pd.DataFrame, kind: Literal["icc3_1", "icc2_1"], seed: int, out_dir) -> dict:
+    """Write ``robustness_inputs.parquet`` and ``robustness_families.parquet`` into ``out_dir``; their summary.json part."""
+    from pathlib import Path
+
+    from radae.fsutil import atomic_path
+
+    changes = input_changes(digests)
+    fams = family_table(values, kind, seed=seed)
+    for name, df in (("robustness_inputs.parquet", changes), ("robustness_families.parquet", fams)):
+        with atomic_path(Path(out_dir) / name, suffix=".parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+    changed = {f"{r.condition}/{r.feature_set}": {"n_lesions": int(r.n_lesions), "n_changed": int(r.n_changed)}
+               for r in changes.itertuples(index=False)}
+    families = {f"{r.feature_set}/{r.family}": {"n_features": int(r.n_features), "median_icc": r.median_icc,
+                                                "ci_low": r.ci_low, "ci_high": r.ci_high} for r in fams.itertuples(index=False)}
+    return {"inputs_changed": changed, "families": families}

@@ -125,6 +125,27 @@ def crop_around_lesion(array: np.ndarray, center_zyx, size_vox_zyx, pad_value: f
     return out
 
 
+def crop_at_exact_centre(array: np.ndarray, center_zyx, size_vox_zyx, pad_value: float = 0.0, order: int = 1) -> np.ndarray:
+    """Fixed-size crop centred on the continuous ``center_zyx`` by sub-voxel (``order``-spline) resampling.
+
+    Crop voxel ``i`` samples the array at ``center - size // 2 + i`` (per axis), so for an integral centre this
+    equals :func:`crop_around_lesion` bit for bit; a centre that moves by a fraction of a voxel (a mask eroded on
+    one side) moves the crop with it. Outside the volume: ``pad_value``. Masks: ``order=0`` keeps them 0/1.
+    """
+    from scipy import ndimage
+
+    size = np.asarray(size_vox_zyx, dtype=int)
+    center = np.asarray(center_zyx, dtype=float)
+    if np.allclose(center, np.round(center), atol=1e-6, rtol=0.0):
+        return crop_around_lesion(array, center, size_vox_zyx, pad_value)
+    start = center - size // 2
+    grid = np.meshgrid(*[start[a] + np.arange(size[a]) for a in range(3)], indexing="ij")
+    out = ndimage.map_coordinates(np.asarray(array, dtype=np.float32), grid, order=order, mode="constant", cval=float(pad_value),
+                                  prefilter=False)
+    # linear sampling near the border blends in pad_value only where the sample point lies outside the volume
+    return out.astype(array.dtype) if order == 0 else out.astype(np.float32)
+
+
 def bbox_crop(volume: Volume, mask: Volume, margin_vox: int) -> tuple[Volume, Volume]:
     """Crop image and mask to the lesion bounding box plus ``margin_vox`` (clipped to the volume), geometry kept."""
     idx = np.argwhere(mask.array > 0)

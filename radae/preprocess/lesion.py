@@ -155,9 +155,13 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
                                           "the ROI is padded there)", "check the field of view covers the whole lesion"))
     size_zyx = tuple(cfg.roi_size_vox[::-1])
     pad = float(norm.min())
-    roi_img = F.crop_around_lesion(norm, center, size_zyx, pad_value=pad)
-    roi_mask = (F.crop_around_lesion(mask_r.array, center, size_zyx, 0) if mask_r is not None
-                else np.zeros(size_zyx, np.uint8))
+    if cfg.crop_centre == "exact" and mask_r is not None:
+        roi_img = F.crop_at_exact_centre(norm, center, size_zyx, pad_value=pad, order=1)
+        roi_mask = F.crop_at_exact_centre(mask_r.array, center, size_zyx, 0, order=0)
+    else:
+        roi_img = F.crop_around_lesion(norm, center, size_zyx, pad_value=pad)
+        roi_mask = (F.crop_around_lesion(mask_r.array, center, size_zyx, 0) if mask_r is not None
+                    else np.zeros(size_zyx, np.uint8))
     center_mm = resampled.index_to_physical(np.asarray(center)[::-1])
 
     ensure_dir(folder)

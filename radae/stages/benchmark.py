@@ -39,8 +39,11 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
   DeLong is not used inside CV (anti-conservative on averaged out-of-fold scores; ``benchmarks/bench_type1.py``).
 - ``km.parquet`` - Kaplan-Meier curves of the risk groups (repeat 0): feature_set, model, group,
   time, survival, ci_lower, ci_upper, at_risk.
-- ``robustness.parquet`` - feature_set, feature, icc, n_lesions, n_conditions, icc_kind;
+- ``robustness.parquet`` - feature_set, feature, icc, icc_ci_low, icc_ci_high (95%, F-based), n_lesions, n_conditions, icc_kind;
   ``robustness_values.parquet`` - the raw study values (case_id, condition, feature_set, feature, value).
+  ``robustness_inputs.parquet`` - condition, feature_set, n_lesions, n_changed, fraction_changed (lesions whose
+  extractor input differs from the unperturbed one); ``robustness_families.parquet`` - feature_set, family,
+  n_features, median_icc, ci_low, ci_high (lesion bootstrap), fraction_icc_ge_0_75/0_90, n_lesions.
 - ``redundancy.parquet`` - latent, feature, rho (Spearman), abs_rho, is_volume.
 - ``label_efficiency.parquet`` (when ``benchmark.label_fractions`` is set) - task, set, model, fraction,
   n_train_patients, n_train, n_test, cv_repeat, fold, repeat (subsample draw), metric, value: every set x model
@@ -750,7 +753,7 @@ def perturbed_lesion_features(
                image_sha256=f"perturbed-{name}", mask_sha256=f"perturbed-{name}")
     try:
         meta = preprocess_lesion(row, cfg.preprocess, folder / "cache", seed)
-        return extractor(meta)
+        return {**extractor(meta), robustness.INPUTS_KEY: robustness.input_digests(meta, cfg.preprocess.mask_channel)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # scans can be large; keep one condition on disk at a time
 
@@ -761,8 +764,12 @@ def run_robustness(
     extractor: LesionExtractor,
     seed: int,
     on_failure: OnFailure,
+    inputs: list[dict] | None = None,
 ) -> pd.DataFrame:
-    """The perturbation study on up to ``max_lesions`` lesions (a seeded random subset, masks required)."""
+    """The perturbation study on up to ``max_lesions`` lesions (a seeded random subset, masks required).
+
+    ``inputs`` collects per lesion and condition the digest of each set's extractor input (see
+    :func:`radae.evaluate.robustness.input_changes`)."""
     rcfg = cfg.benchmark.robustness
     cand = cases[cases["mask"].astype(str).str.len() > 0].sort_values("case_id")
     ids = cand["case_id"].astype(str).to_numpy()
@@ -777,7 +784,7 @@ def run_robustness(
 
         return robustness.perturbation_study(
             list(ids), rcfg.perturbations, extract, seed, settings,
-            on_failure=lambda cid, msg: on_failure(cid, msg, None),
+            on_failure=lambda cid, msg: on_failure(cid, msg, None), inputs=inputs,
         )
 
 
@@ -883,7 +890,8 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
             cases = pd.read_parquet(run_dir / "ingest" / "cases.parquet")
             cases["case_id"] = cases["case_id"].astype(str)
             cases = cases[cases["case_id"].isin(set(cohort.lesions["case_id"]))]
-            values = run_robustness(cases, cfg, extractor, seed, on_failure)
+            digests: list[dict] = []
+            values = run_robustness(cases, cfg, extractor, seed, on_failure, digests)
             if values.empty:
                 raise BenchmarkError("robustness: every lesion failed the perturbation study (see benchmark/failures.csv) -> fix them or set benchmark.robustness.enabled: false")
             table = robustness.icc_table(values, bcfg.robustness.icc).assign(icc_kind=bcfg.robustness.icc)
@@ -892,6 +900,7 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
             rob_summary = {"status": "done", "reason": "", "icc": bcfg.robustness.icc,
                            "n_lesions": int(values["case_id"].nunique()), "perturbations": list(bcfg.robustness.perturbations),
                            "sets": robustness.robust_fractions(table)}
+            rob_summary.update(robustness.write_study_extras(values, pd.DataFrame(digests), bcfg.robustness.icc, seed, out_dir))
     if bcfg.robustness.robust_only and values is None:
         raise BenchmarkError(f"benchmark.robustness.robust_only is set but robustness did not run ({rob_summary['reason']})")
     filters = robust_column_filters(cohort, values, bcfg) if bcfg.robustness.robust_only else {}

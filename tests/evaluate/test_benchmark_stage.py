@@ -251,8 +251,11 @@ def test_too_few_patients_in_a_class_for_the_folds(tmp_path):
 
 
 # ----------------------------------------------------------------------------- robustness through the real path
-def _write_lesion_images(run_dir, cases, rng):
-    """Tiny CT-like scans (20^3, 1.5 mm) with an ellipsoid lesion whose contrast follows the label."""
+def _write_lesion_images(run_dir, cases, rng, lopsided=False):
+    """Tiny CT-like scans (20^3, 1.5 mm) with an ellipsoid lesion whose contrast follows the label.
+
+    ``lopsided``: a lobe on one side, so erosion/dilation move the centroid (as for real lesions; a symmetric
+    ellipsoid erodes about its own centre)."""
     img_dir = run_dir / "images"
     img_dir.mkdir()
     zz, yy, xx = np.mgrid[:20, :20, :20]
@@ -260,6 +263,8 @@ def _write_lesion_images(run_dir, cases, rng):
     for i, row in cases.iterrows():
         r = 4 + (i % 3)
         mask = (((zz - 10) / r) ** 2 + ((yy - 10) / (r + 1)) ** 2 + ((xx - 9) / r) ** 2 <= 1).astype(np.uint8)
+        if lopsided:
+            mask[((zz - 10) ** 2 + (yy - 10) ** 2 <= 4) & (xx >= 9) & (xx <= 9 + r + 3)] = 1
         img = rng.normal(0, 20, size=mask.shape) + 40 + mask * (60 + 30 * row["label"])
         for arr, name, out in ((img.astype(np.float32), "img", paths_i), (mask, "msk", paths_m)):
             im = sitk.GetImageFromArray(arr)
@@ -287,7 +292,7 @@ def test_robustness_perturbs_through_the_shared_path(tmp_path):
     run_dir = tmp_path / "robust"
     rng = np.random.default_rng(0)
     cases = make_run(run_dir, n_patients=18, multi_fraction=0.0, seed=2)
-    cases = _write_lesion_images(run_dir, cases, rng)
+    cases = _write_lesion_images(run_dir, cases, rng, lopsided=True)
     cases.to_parquet(run_dir / "ingest" / "cases.parquet", index=False)
     cfg = PipelineConfig.model_validate({
         "name": "robust", "runs_dir": str(tmp_path), "data": {"synth": {"cases": 8}},
@@ -312,6 +317,46 @@ def test_robustness_perturbs_through_the_shared_path(tmp_path):
     # robust_only: per fold, only features robust on that fold's training lesions were offered to the model
     cvr = pd.read_parquet(run_dir / "benchmark" / "cv_results.parquet")
     assert (cvr[cvr.fold >= 0].n_features <= 3).all()
+    # every perturbation acts on what each set sees: with the exact-centroid crop an eroded/dilated mask moves the
+    # encoder's ROI (no longer bit-identical by construction); per perturbation, the count of changed inputs is kept
+    ch = pd.read_parquet(run_dir / "benchmark" / "robustness_inputs.parquet").set_index(["condition", "feature_set"])
+    assert (ch["n_lesions"] == 8).all()
+    assert ch.loc[("noise", "learned"), "n_changed"] == 8 and ch.loc[("erode", "handcrafted"), "n_changed"] == 8
+    assert ch.loc[("erode", "learned"), "n_changed"] >= 6 and ch.loc[("dilate", "learned"), "n_changed"] >= 6
+    assert s["robustness"]["inputs_changed"]["erode/learned"]["n_changed"] == ch.loc[("erode", "learned"), "n_changed"]
+    assert {"icc_ci_low", "icc_ci_high"} <= set(rob.columns)
+    ok = rob.dropna(subset=["icc", "icc_ci_low"])
+    assert ((ok.icc_ci_low <= ok.icc) & (ok.icc <= ok.icc_ci_high)).all()
+    fam = pd.read_parquet(run_dir / "benchmark" / "robustness_families.parquet")
+    assert {("handcrafted", "shape"), ("handcrafted", "firstorder"), ("learned", "latent"), ("learned", "all")} <= set(zip(fam.feature_set, fam.family))
+    assert s["robustness"]["families"]["handcrafted/all"]["n_features"] == 3
+
+
+def test_voxel_crop_centre_leaves_the_encoder_input_of_a_mask_edit_unchanged(tmp_path):
+    """The old behaviour, kept behind preprocess.crop_centre: voxel - the ROI ignores sub-voxel centroid moves."""
+    from radae.preprocess.lesion import preprocess_lesion
+    from radae.preprocess.store import load_roi
+
+    run_dir = tmp_path / "crop"
+    rng = np.random.default_rng(0)
+    cases = _write_lesion_images(run_dir, make_run(run_dir, n_patients=6, multi_fraction=0.0, seed=2), rng, lopsided=True)
+    row = cases.iloc[0].to_dict()
+    img = sitk.ReadImage(row["mask"])
+    arr = sitk.GetArrayFromImage(img)
+    from radae.evaluate.robustness import erode
+
+    eroded = sitk.GetImageFromArray(erode(arr))
+    eroded.CopyInformation(img)
+    sitk.WriteImage(eroded, str(tmp_path / "eroded.nii"))
+    out = {}
+    for centre in ("voxel", "exact"):
+        cfg = PipelineConfig.model_validate({"name": "c", "data": {"synth": {"cases": 8}}, "preprocess": {
+            "spacing_mm": [1.0, 1.0, 1.0], "roi_size_vox": [16, 16, 16], "patches": {"per_volume": 0}, "crop_centre": centre}})
+        a = load_roi(preprocess_lesion(row, cfg.preprocess, tmp_path / centre / "a", 0)["roi_path"]).image
+        b = load_roi(preprocess_lesion({**row, "mask": str(tmp_path / "eroded.nii"), "mask_sha256": "e"}, cfg.preprocess,
+                                       tmp_path / centre / "b", 0)["roi_path"]).image
+        out[centre] = np.array_equal(a, b)
+    assert out == {"voxel": True, "exact": False}
 
 
 @pytest.mark.slow

@@ -188,3 +188,83 @@ def test_perturbation_study_table_and_failures():
     assert len(values) == 2 * 3 * 2
     again = R.perturbation_study(["a", "b"], ["noise", "erode"], extract, seed=0)
     pd.testing.assert_frame_equal(values.reset_index(drop=True), again)
+
+
+@pytest.mark.parametrize("kind,pg_type", [("icc3_1", "ICC(C,1)"), ("icc2_1", "ICC(A,1)")])
+def test_icc_confidence_interval_matches_pingouin(kind, pg_type):
+    pg = pytest.importorskip("pingouin")
+    rng = np.random.default_rng(3)
+    for ratings in (SF_RATINGS, np.repeat(rng.normal(size=(15, 1)), 4, axis=1) + 0.5 * rng.normal(size=(15, 4))):
+        n, k = ratings.shape
+        long = pd.DataFrame({"s": np.repeat(np.arange(n), k), "r": np.tile(np.arange(k), n), "v": ratings.ravel()})
+        ref = pg.intraclass_corr(long, targets="s", raters="r", ratings="v").set_index("Type").loc[pg_type]
+        lo, hi = R.icc_ci(ratings, kind)
+        assert R.icc(ratings, kind) == pytest.approx(ref["ICC"], abs=1e-10)
+        # pingouin rounds its interval to 2 decimals
+        assert lo == pytest.approx(ref["CI95"][0], abs=0.006) and hi == pytest.approx(ref["CI95"][1], abs=0.006)
+        assert lo < R.icc(ratings, kind) < hi
+
+
+def test_icc_ci_vectorised_and_table_columns():
+    cube = np.stack([SF_RATINGS, SF_RATINGS * 2 + 1], axis=2)
+    lo, hi = R.icc_ci(cube, "icc3_1")
+    assert lo[0] == pytest.approx(lo[1]) and hi[0] == pytest.approx(hi[1])
+    assert R.icc_ci(SF_RATINGS[:1], "icc3_1") != R.icc_ci(SF_RATINGS, "icc3_1")  # n < 2: NaN
+    assert np.isnan(R.icc_ci(SF_RATINGS[:1], "icc3_1")[0])
+
+
+def _study_values(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    truth = rng.normal(size=(n, 4))
+    for i in range(n):
+        for c, noise in (("original", 0.0), ("noise", 0.05), ("erode", 0.1)):
+            feats = {"learned": {"latent_000": truth[i, 0] + noise * rng.normal(), "latent_001": rng.normal()},
+                     "handcrafted": {"original_shape_VoxelVolume": truth[i, 2] + noise * rng.normal(),
+                                     "original_glcm_Contrast": rng.normal(), "original_glcm_Idm": rng.normal()}}
+            for fs, d in feats.items():
+                for f, v in d.items():
+                    rows.append({"case_id": f"c{i}", "condition": c, "feature_set": fs, "feature": f, "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_family_table_medians_with_bootstrap_intervals():
+    fam = R.family_table(_study_values(), "icc3_1", n_boot=100, seed=0).set_index(["feature_set", "family"])
+    assert set(fam.index) == {("learned", "all"), ("learned", "latent"), ("handcrafted", "all"), ("handcrafted", "shape"),
+                              ("handcrafted", "glcm")}
+    assert fam.loc[("handcrafted", "shape"), "median_icc"] > 0.9  # a stable feature
+    assert fam.loc[("handcrafted", "glcm"), "median_icc"] < 0.5  # pure noise
+    assert fam.loc[("handcrafted", "glcm"), "n_features"] == 2 and fam.loc[("handcrafted", "all"), "n_features"] == 3
+    for r in fam.itertuples():
+        assert r.ci_low <= r.median_icc + 1e-9 and r.median_icc <= r.ci_high + 1e-9
+    again = R.family_table(_study_values(), "icc3_1", n_boot=100, seed=0).set_index(["feature_set", "family"])
+    pd.testing.assert_frame_equal(fam, again)
+    assert R.feature_family("wavelet-LLH_firstorder_Mean") == "firstorder" and R.feature_family("latent_012") == "latent"
+
+
+def test_input_changes_counts_lesions_whose_input_differs():
+    d = pd.DataFrame([
+        {"case_id": "a", "condition": "original", "feature_set": "learned", "digest": "x"},
+        {"case_id": "a", "condition": "erode", "feature_set": "learned", "digest": "x"},
+        {"case_id": "b", "condition": "original", "feature_set": "learned", "digest": "y"},
+        {"case_id": "b", "condition": "erode", "feature_set": "learned", "digest": "z"},
+        {"case_id": "a", "condition": "original", "feature_set": "handcrafted", "digest": "p"},
+        {"case_id": "a", "condition": "erode", "feature_set": "handcrafted", "digest": "q"},
+    ])
+    ch = R.input_changes(d).set_index(["condition", "feature_set"])
+    assert ch.loc[("erode", "learned"), "n_changed"] == 1 and ch.loc[("erode", "learned"), "n_lesions"] == 2
+    assert ch.loc[("erode", "handcrafted"), "fraction_changed"] == 1.0
+    assert R.array_digest(np.zeros(3)) == R.array_digest(np.zeros(3)) != R.array_digest(np.zeros(3, np.float32))
+
+
+def test_perturbation_study_collects_input_digests_of_completed_lesions():
+    def extract(cid, pert):
+        if cid == "bad" and pert is not None:
+            raise ValueError("boom")
+        return {"learned": {"latent_000": 1.0}, R.INPUTS_KEY: {"learned": "same" if pert is None or pert.kind != "noise" else cid}}
+
+    inputs = []
+    vals = R.perturbation_study(["ok", "bad"], ["noise", "erode"], extract, 0, inputs=inputs)
+    assert set(vals["case_id"]) == {"ok"} and set(vals["feature_set"]) == {"learned"}
+    ch = R.input_changes(pd.DataFrame(inputs)).set_index("condition")
+    assert ch.loc["noise", "n_changed"] == 1 and ch.loc["erode", "n_changed"] == 0

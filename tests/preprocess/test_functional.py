@@ -152,3 +152,24 @@ def test_bbox_crop_keeps_physical_geometry():
     assert img.array[0, 0, 0] == vol.array[3, 4, 2]
     near = F.bbox_crop(vol, vol.with_array(np.pad(np.ones((1, 1, 1), np.uint8), ((0, 15), (0, 17), (0, 19)))), 3)[0]
     assert near.array.shape == (4, 4, 4) and near.origin_mm == vol.origin_mm  # clipped at the border
+
+
+def test_exact_centre_crop_equals_voxel_crop_at_integral_centres_and_follows_sub_voxel_shifts():
+    rng = np.random.default_rng(0)
+    arr = rng.normal(size=(20, 22, 24)).astype(np.float32)
+    same = F.crop_at_exact_centre(arr, (10.0, 11.0, 12.0), (8, 8, 8), pad_value=-1.0)
+    assert np.array_equal(same, F.crop_around_lesion(arr, (10, 11, 12), (8, 8, 8), pad_value=-1.0))
+    # a half-voxel shift of the centre samples halfway between the voxel crops (linear interpolation)
+    half = F.crop_at_exact_centre(arr, (10.0, 11.0, 12.5), (8, 8, 8), pad_value=-1.0)
+    a = F.crop_around_lesion(arr, (10, 11, 12), (8, 8, 8))
+    b = F.crop_around_lesion(arr, (10, 11, 13), (8, 8, 8))
+    assert np.allclose(half, (a + b) / 2, atol=1e-6)
+    # the rounded crop cannot see a 0.3-voxel move; the exact crop does
+    assert np.array_equal(F.crop_around_lesion(arr, (10, 11, 12.3), (8, 8, 8)), a)
+    assert not np.allclose(F.crop_at_exact_centre(arr, (10, 11, 12.3), (8, 8, 8)), a)
+    # outside the volume: the pad value; masks stay 0/1 with order 0
+    edge = F.crop_at_exact_centre(arr, (0.5, 0.0, 0.0), (8, 8, 8), pad_value=-7.0)
+    assert (edge[0] == -7.0).all()
+    m = (arr > 0).astype(np.uint8)
+    mc = F.crop_at_exact_centre(m, (10.2, 11.7, 12.4), (8, 8, 8), 0, order=0)
+    assert mc.dtype == np.uint8 and set(np.unique(mc)) <= {0, 1}
