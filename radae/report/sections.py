@@ -460,17 +460,22 @@ def latent_section(ctx: Context) -> Section:
         colourings.append((spec["event"], "categorical", pts.set_index("patient_id")[spec["event"]]))
     if not colourings:
         colourings.append((None, "none", None))
+    coloured = []
     for label, kind, values in colourings:
         c = None if values is None else rows["patient_id"].astype(str).map(values.rename(index=str)).to_numpy(object)
         if c is not None:
             c = np.array([None if v != v else int(v) if float(v).is_integer() else v for v in c], dtype=object)
+            coloured.append((label, c))
         title = f"PCA of latent features{'' if label is None else ' coloured by ' + label}"
         sec.add(fig(plots.scatter_2d(scores, c, kind, label or "", f"PC1 ({var[0]:.1%} of variance)",
                                      f"PC2 ({var[1]:.1%} of variance)", title),
                     f"One point per row of latent.parquet (n = {len(rows)}); grey points have no outcome (e.g. unlabeled pretraining "
                     f"patients). PCA is unsupervised and linear: the outcome only colours the points, and distances keep their meaning "
-                    f"(no UMAP, which is not among radae's dependencies).",
+                    f"(UMAP, when umap-learn is installed, is drawn below).",
                     title))
+    from radae.report.latent_views import view_blocks
+
+    sec.add(*view_blocks(ctx, rows, X, coloured, int(ctx.cfg.get("seed") or 0)))
     return sec
 
 
@@ -875,7 +880,11 @@ def robustness_section(ctx: Context) -> Section:
                 f"n = {n_les} lesions × {n_cond} conditions. ICCs below 0 are drawn at the left edge.",
                 "histogram of ICC per feature set"))
     worst = rob.sort_values("icc", na_position="first").head(min(ctx.max_rows, 15))
-    sec.add(table_from_frame(worst[["feature_set", "feature", "icc", "n_lesions"]], "Least robust features"))
+    sec.add(table_from_frame(worst[[c for c in ("feature_set", "feature", "icc", "icc_ci_low", "icc_ci_high", "n_lesions")
+                                    if c in worst]], "Least robust features (ICC with its 95% interval)"))
+    from radae.report.robustness_views import robustness_extra_blocks
+
+    sec.add(*robustness_extra_blocks(ctx))
     return sec
 
 
