@@ -72,14 +72,16 @@ def test_vae_views_decode_with_the_saved_model(vae_run):
     assert a.shape == tuple(meta["roi_size_zyx"][1:]) and not np.allclose(a, b)
 
 
+@pytest.mark.slow  # UMAP's numba compilation takes a while on a first call
 def test_embeddings_pca_and_umap_when_installed():
     from radae.report import latent_views as V
 
     rng = np.random.default_rng(0)
-    X = np.column_stack([np.repeat([0.0, 5.0], 20) + rng.normal(size=40), rng.normal(size=(40, 3))])
+    f = np.repeat([0.0, 5.0], 20) + rng.normal(size=40)
+    X = np.column_stack([f[:, None] + 0.3 * rng.normal(size=(40, 3)), rng.normal(size=40)])  # one factor in 3 of 4 columns
     xy, var = V.pca_2d(X)
-    assert xy.shape == (40, 2) and var[0] > var[1]
-    assert abs(np.corrcoef(xy[:, 0], X[:, 0])[0, 1]) > 0.9
+    assert xy.shape == (40, 2) and var[0] > 0.6 > var[1]
+    assert abs(np.corrcoef(xy[:, 0], f)[0, 1]) > 0.95
     u = V.umap_2d(X)
     try:
         import umap  # noqa: F401
