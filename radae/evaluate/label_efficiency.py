@@ -15,6 +15,7 @@ Fraction 1.0 reuses the benchmark's own fold results (same folds, same fits), so
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -23,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from radae.evaluate import cv, stats
+
+logger = logging.getLogger(__name__)
 
 MIN_PER_STRATUM = 2  # patients per class/event group kept in every subsample (inner stratified CV needs 2)
 COLUMNS = ["task", "set", "model", "fraction", "n_train_patients", "n_train", "n_test", "cv_repeat", "fold", "repeat", "metric", "value"]
@@ -179,6 +182,7 @@ def run_task(task: str, sets: dict, mask: np.ndarray, y, groups: np.ndarray, bcf
         X = fs.X[mask]
         filt = (column_filters or {}).get(name)
         for model in models:
+            logger.info("benchmark %s: label efficiency %s / %s (%d subsamples)", task, name, model, len(subs))
             spec = cv.PipelineSpec(
                 task=task, model=model, selection=bcfg.selection, max_features=bcfg.max_features,
                 correlation_threshold=bcfg.correlation_threshold, inner_folds=bcfg.cv.inner_folds,
