@@ -8,7 +8,7 @@ never retrained: it saw no labels, so the learned features of a lesion are the s
 
 Subsamples of one (outer repeat, fold, subsample repeat) are nested across fractions (the first
 ``k_s`` patients of one seeded permutation per stratum), so the curves differ by labels added, not
-by a fresh draw at each point. Each stratum keeps at least :data:`MIN_PER_STRATUM` patients so the
+by a fresh draw at each point. Each stratum keeps at least max(:data:`MIN_PER_STRATUM`, inner_folds) patients so the
 inner, stratified hyperparameter search stays possible.
 
 Fraction 1.0 reuses the benchmark's own fold results (same folds, same fits), so it costs nothing.
@@ -26,6 +26,7 @@ import pandas as pd
 from radae.evaluate import cv, stats
 
 logger = logging.getLogger(__name__)
+MAIN_METRIC = {"classification": "auc", "survival": "harrell_c"}
 
 MIN_PER_STRATUM = 2  # patients per class/event group kept in every subsample (inner stratified CV needs 2)
 COLUMNS = ["task", "set", "model", "fraction", "n_train_patients", "n_train", "n_test", "cv_repeat", "fold", "repeat", "metric", "value"]
@@ -48,10 +49,10 @@ def patient_strata(strata: np.ndarray, groups: np.ndarray) -> dict:
 
 
 def subsample_train(split: cv.FoldSplit, strata: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...],
-                    repeat: int, seed: int) -> list[Subsample]:
+                    repeat: int, seed: int, min_per_stratum: int = MIN_PER_STRATUM) -> list[Subsample]:
     """Nested, stratified, patient-grouped subsamples of ``split.train`` at each fraction (sorted ascending).
 
-    Per stratum s with n_s training patients, k_s = max(MIN_PER_STRATUM, ceil(fraction * n_s)) (at most
+    Per stratum s with n_s training patients, k_s = max(min_per_stratum, ceil(fraction * n_s)) (at most
     n_s) patients are kept: the first k_s of a permutation drawn from ``seed`` (with the split's repeat
     and fold, and ``repeat``), so a smaller fraction's patients are a subset of a larger one's. All
     rows (lesions) of a kept patient are kept; test rows are never touched.
@@ -70,7 +71,7 @@ def subsample_train(split: cv.FoldSplit, strata: np.ndarray, groups: np.ndarray,
             raise ValueError(f"label fraction {f} is not in (0, 1]")
         keep = []
         for s, pats in orders.items():
-            k = min(len(pats), max(MIN_PER_STRATUM, math.ceil(f * len(pats) - 1e-9)))
+            k = min(len(pats), max(min_per_stratum, math.ceil(f * len(pats) - 1e-9)))
             keep.extend(pats[:k].tolist())
         rows = train[np.isin(groups[train], np.array(keep, dtype=object))]
         out.append(Subsample(float(f), int(repeat), cv.FoldSplit(split.repeat, split.fold, np.sort(rows), split.test), len(keep)))
@@ -78,7 +79,7 @@ def subsample_train(split: cv.FoldSplit, strata: np.ndarray, groups: np.ndarray,
 
 
 def plan(splits: list[cv.FoldSplit], strata: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...],
-         repeats: int, cv_repeats: int, seed: int) -> list[Subsample]:
+         repeats: int, cv_repeats: int, seed: int, min_per_stratum: int = MIN_PER_STRATUM) -> list[Subsample]:
     """Every subsample of fractions < 1 for the first ``cv_repeats`` outer repeats, ``repeats`` draws each."""
     small = tuple(f for f in fractions if f < 1.0)
     out: list[Subsample] = []
@@ -88,7 +89,7 @@ def plan(splits: list[cv.FoldSplit], strata: np.ndarray, groups: np.ndarray, fra
         if sp.repeat >= cv_repeats:
             continue
         for r in range(repeats):
-            out += subsample_train(sp, strata, groups, small, r, seed)
+            out += subsample_train(sp, strata, groups, small, r, seed, min_per_stratum)
     return out
 
 
@@ -102,9 +103,14 @@ def run_set(X: np.ndarray, y, groups: np.ndarray, subsamples: list[Subsample], f
     """
     groups = np.asarray(groups)
     run = fit or (lambda sps: cv.cross_validate(X, y, groups, sps, spec, seed=seed))
-    results = run([s.split for s in subsamples]) if subsamples else []
+    results = _fit_all(run, [s.split for s in subsamples], keys)
     rows = []
     for sub, res in zip(subsamples, results):
+        if res is None:  # the fit failed on this subsample (too few patients for the model): a missing value, not 0.5
+            rows.append({**keys, "fraction": sub.fraction, "n_train_patients": sub.n_train_patients, "n_train": len(sub.split.train),
+                         "n_test": len(sub.split.test), "cv_repeat": sub.split.repeat, "fold": sub.split.fold, "repeat": sub.repeat,
+                         "metric": MAIN_METRIC.get(keys.get("task"), "auc"), "value": float("nan")})
+            continue
         for m, v in res.metrics.items():
             rows.append({**keys, "fraction": sub.fraction, "n_train_patients": sub.n_train_patients, "n_train": res.n_train,
                          "n_test": res.n_test, "cv_repeat": sub.split.repeat, "fold": sub.split.fold, "repeat": sub.repeat, "metric": m, "value": float(v)})
@@ -117,6 +123,26 @@ def run_set(X: np.ndarray, y, groups: np.ndarray, subsamples: list[Subsample], f
                 rows.append({**keys, "fraction": 1.0, "n_train_patients": n_pat, "n_train": res.n_train,
                              "n_test": res.n_test, "cv_repeat": res.repeat, "fold": res.fold, "repeat": 0, "metric": m, "value": float(v)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _fit_all(run, splits: list[cv.FoldSplit], keys: dict) -> list[cv.FoldResult | None]:
+    """All splits at once (parallel); if one fails, each alone, a failure giving None (logged)."""
+    from radae.errors import BenchmarkError
+
+    if not splits:
+        return []
+    try:
+        return list(run(splits))
+    except BenchmarkError:
+        out: list[cv.FoldResult | None] = []
+        for sp in splits:
+            try:
+                out.append(run([sp])[0])
+            except BenchmarkError as e:
+                logger.warning("label efficiency %s: a subsample of %d training rows (repeat %d fold %d) could not be fitted: %s",
+                               "/".join(str(v) for v in keys.values()), len(sp.train), sp.repeat, sp.fold, e)
+                out.append(None)
+        return out
 
 
 def _train_rows(res: cv.FoldResult, n: int) -> np.ndarray:
@@ -176,7 +202,9 @@ def run_task(task: str, sets: dict, mask: np.ndarray, y, groups: np.ndarray, bcf
     strata = cv.strata_of(y)
     splits = cv.make_splits(strata, groups, bcfg.cv.folds, bcfg.cv.repeats, bcfg.cv.seed)
     cv_repeats = min(bcfg.label_cv_repeats, bcfg.cv.repeats)
-    subs = plan(splits, strata, groups, fractions, bcfg.label_repeats, cv_repeats, cv._derived_seed(seed, bcfg.cv.seed, 23))
+    # at least inner_folds patients per class/event group, so the inner stratified search has one per inner fold
+    subs = plan(splits, strata, groups, fractions, bcfg.label_repeats, cv_repeats, cv._derived_seed(seed, bcfg.cv.seed, 23),
+                max(MIN_PER_STRATUM, bcfg.cv.inner_folds))
     frames = []
     for name, fs in sets.items():
         X = fs.X[mask]

@@ -148,3 +148,25 @@ def test_benchmark_without_fractions_writes_no_table(tmp_path):
     summary = run_benchmark(run_dir, cfg, 0, lambda c, m, f: None, run_dir / "benchmark")
     assert not (run_dir / "benchmark" / "label_efficiency.parquet").exists()
     assert summary["label_efficiency"]["status"] == "skipped"
+
+
+def test_a_subsample_that_cannot_be_fitted_is_a_missing_value_not_a_crash():
+    from radae.errors import BenchmarkError
+
+    y, groups = _cohort()
+    splits = cv.make_splits(y, groups, folds=3, repeats=1, seed=0)
+    subs = le.plan(splits, y, groups, (0.25, 0.5), repeats=1, cv_repeats=1, seed=0)
+    ok = cv.FoldResult(0, 0, {"auc": 0.7}, np.array([0]), np.zeros(1), np.zeros(1), np.array([""]), {}, 1, 10, 5)
+
+    def fit(sps):
+        if any(len(s.train) < 20 for s in sps):
+            raise BenchmarkError("every hyperparameter setting failed")
+        return [ok for _ in sps]
+
+    t = le.run_set(np.zeros((len(y), 1)), y, groups, subs, [], None, 0, {"task": "classification", "set": "x", "model": "m"},
+                   1, False, fit)
+    small = t[t.fraction == 0.25]  # ~13 training rows: the stand-in fit refuses
+    assert len(small) == 3 and small["value"].isna().all() and (small["metric"] == "auc").all()
+    assert (t.loc[t.fraction == 0.5, "value"] == 0.7).all()
+    c = le.curves(t, "auc")
+    assert (c["n_values"] <= 3).all()
