@@ -126,7 +126,7 @@ class PreprocessConfig(_Model):
     normalise: NormaliseConfig = NormaliseConfig()
     mask_channel: bool = False
     # ROI crop centre: "exact" = the mask's centre of mass with sub-voxel (linear) resampling, so a perturbed mask moves
-    # the encoder's input; "voxel" = the rounded centroid (the pre-0.x behaviour; ROIs bit-identical under small mask edits)
+    # the encoder's input; "voxel" = the rounded centroid (the earlier behaviour; ROIs bit-identical under small mask edits)
     crop_centre: Literal["exact", "voxel"] = "exact"
     patches: PatchConfig = PatchConfig()
     radiomics_margin_vox: int = Field(8, ge=0, le=64)  # margin around the lesion bbox kept for PyRadiomics
