@@ -27,6 +27,7 @@ from radae.evaluate import cv, stats
 
 logger = logging.getLogger(__name__)
 MAIN_METRIC = {"classification": "auc", "survival": "harrell_c"}
+BOUNDED = {"auc", "harrell_c", "uno_c", "balanced_accuracy", "brier", "ibs", "td_auc_mean"}  # intervals clipped to [0, 1]
 
 MIN_PER_STRATUM = 2  # patients per class/event group kept in every subsample (inner stratified CV needs 2)
 COLUMNS = ["task", "set", "model", "fraction", "n_train_patients", "n_train", "n_test", "cv_repeat", "fold", "repeat", "metric", "value"]
@@ -165,9 +166,10 @@ def curves(table: pd.DataFrame, metric: str) -> pd.DataFrame:
         n_train = float(g["n_train"].mean())
         n_test = float(g["n_test"].mean())
         r = stats.corrected_resampled_ttest(g["value"].to_numpy(float), n_train, n_test)
+        lo, hi = (max(r.ci_low, 0.0), min(r.ci_high, 1.0)) if metric in BOUNDED else (r.ci_low, r.ci_high)
         out.append({"task": task, "set": fset, "model": model, "fraction": float(frac),
                     "n_train_patients": float(g["n_train_patients"].mean()), "mean": r.mean,
-                    "ci_low": r.ci_low, "ci_high": r.ci_high, "n_values": int(np.isfinite(g["value"]).sum())})
+                    "ci_low": lo, "ci_high": hi, "n_values": int(np.isfinite(g["value"]).sum())})
     return pd.DataFrame(out, columns=["task", "set", "model", "fraction", "n_train_patients", "mean", "ci_low", "ci_high", "n_values"])
 
 

@@ -170,3 +170,11 @@ def test_a_subsample_that_cannot_be_fitted_is_a_missing_value_not_a_crash():
     assert (t.loc[t.fraction == 0.5, "value"] == 0.7).all()
     c = le.curves(t, "auc")
     assert (c["n_values"] <= 3).all()
+
+
+def test_curve_intervals_of_bounded_metrics_stay_in_0_1():
+    t = pd.DataFrame({"task": "classification", "set": "s", "model": "m", "fraction": 0.1, "n_train_patients": 6,
+                      "n_train": 6, "n_test": 8, "cv_repeat": 0, "fold": range(5), "repeat": 0, "metric": "auc",
+                      "value": [0.2, 0.9, 1.0, 0.4, 0.8]})
+    c = le.curves(t, "auc").iloc[0]
+    assert 0.0 <= c.ci_low < c["mean"] < c.ci_high <= 1.0 and c.ci_low == 0.0 and c.ci_high == 1.0
