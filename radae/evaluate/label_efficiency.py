@@ -191,7 +191,7 @@ def summary(table: pd.DataFrame, main: dict[str, str], fractions: tuple[float, .
 
 def run_task(task: str, sets: dict, mask: np.ndarray, y, groups: np.ndarray, bcfg, seed: int,
              full_results: dict, survival_eval: cv.SurvivalEval | None = None,
-             column_filters: dict | None = None) -> pd.DataFrame:
+             column_filters: dict | None = None, batch: np.ndarray | None = None) -> pd.DataFrame:
     """Label-efficiency table of one benchmark task: every feature set x model on the task's rows.
 
     ``sets``: name -> object with ``X`` (cohort rows x columns), ``forced`` and ``preprocessing`` (the
@@ -208,19 +208,19 @@ def run_task(task: str, sets: dict, mask: np.ndarray, y, groups: np.ndarray, bcf
     subs = plan(splits, strata, groups, fractions, bcfg.label_repeats, cv_repeats, cv._derived_seed(seed, bcfg.cv.seed, 23),
                 max(MIN_PER_STRATUM, bcfg.cv.inner_folds))
     frames = []
+    from radae.evaluate import external, harmonise
+
     for name, fs in sets.items():
-        X = fs.X[mask]
+        X, forced = fs.X[mask], fs.forced
         filt = (column_filters or {}).get(name)
+        if batch is not None:  # ComBat inside every fold, as in the main CV (batch code as the last column)
+            X, forced, filt = harmonise.with_batch(X, forced, batch, filt)
         for model in models:
             logger.info("benchmark %s: label efficiency %s / %s (%d subsamples)", task, name, model, len(subs))
-            spec = cv.PipelineSpec(
-                task=task, model=model, selection=bcfg.selection, max_features=bcfg.max_features,
-                correlation_threshold=bcfg.correlation_threshold, inner_folds=bcfg.cv.inner_folds,
-                preprocessing=fs.preprocessing, pca_components=bcfg.voxel_pca_components,
-            )
+            spec = external.pipeline_spec(task, model, fs.preprocessing, bcfg, batch is not None)
 
-            def fit(sps, X=X, spec=spec, fs=fs, filt=filt):
-                return cv.cross_validate(X, y, groups, sps, spec, seed=seed, forced=fs.forced, survival_eval=survival_eval,
+            def fit(sps, X=X, spec=spec, forced=forced, filt=filt):
+                return cv.cross_validate(X, y, groups, sps, spec, seed=seed, forced=forced, survival_eval=survival_eval,
                                          column_filter=filt, n_jobs=bcfg.n_jobs)
 
             frames.append(run_set(X, y, groups, subs, full_results.get((name, model, False), []), spec, seed,

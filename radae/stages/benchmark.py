@@ -935,7 +935,8 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         summary["classification"]["primary"] = task_inference(run, comps[-1], cohort, mask, y, bcfg, seed, _task_filters(filters, mask))
         if bcfg.label_fractions:
             curves.append(label_efficiency.run_task("classification", cohort.sets, mask, y, groups, bcfg, seed, run.results,
-                                                    column_filters=_task_filters(filters, mask)))
+                                                    column_filters=_task_filters(filters, mask),
+                                                    batch=None if cohort.batch is None else cohort.batch[mask]))
     if bcfg.survival is not None:
         sv = bcfg.survival
         mask, y = survival_outcome(cohort.rows, sv.time, sv.event, bcfg.cv.folds, on_failure)
@@ -955,7 +956,7 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         summary["survival"]["primary"] = task_inference(run, comps[-1], cohort, mask, y, bcfg, seed, _task_filters(filters, mask), ev)
         if bcfg.label_fractions:
             curves.append(label_efficiency.run_task("survival", cohort.sets, mask, y, groups, bcfg, seed, run.results, ev,
-                                                    _task_filters(filters, mask)))
+                                                    _task_filters(filters, mask), None if cohort.batch is None else cohort.batch[mask]))
 
     cv_results = pd.concat([f for f in folds if len(f)], ignore_index=True)
     predictions = pd.concat([p for p in preds if len(p)], ignore_index=True)
