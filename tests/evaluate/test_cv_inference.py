@@ -76,14 +76,14 @@ def _fold(rep, fold, auc, n_train=32, n_test=8):
 
 def test_compare_gives_one_row_per_pair_with_separate_families():
     rng = np.random.default_rng(2)
-    sets = {"learned": 0.75, "handcrafted": 0.70, "combined": 0.76, "volume": 0.55}
+    sets = {"learned": 0.75, "handcrafted": 0.70, "combined": 0.76, "learned_pooled": 0.78, "volume": 0.55}
     results = {(s, "m", False): [_fold(r, f, m + rng.normal(0, 0.05)) for r in range(2) for f in range(5)] for s, m in sets.items()}
     results[("learned", "m", True)] = [_fold(r, f, 0.5) for r in range(2) for f in range(5)]  # the control is never compared
     df = comparisons.compare("classification", results, "auc", "calibrated", 5, ("learned", "handcrafted"), "holm",
                              None, None, None, np.arange(40), 0, np.random.default_rng(0))
-    assert len(df) == 6 and list(df.columns) == comparisons.COLUMNS
+    assert len(df) == 10 and list(df.columns) == comparisons.COLUMNS
     prim = df[df.role == "primary"]
-    assert list(zip(prim.set_a, prim.set_b)) == [("learned", "handcrafted"), ("combined", "handcrafted")]
+    assert list(zip(prim.set_a, prim.set_b)) == [("learned", "handcrafted"), ("learned_pooled", "handcrafted")]  # combined mixes in handcrafted: exploratory
     assert np.allclose(prim.p_adjusted, stats.holm(prim.p_raw))
     expl = df[df.role == "exploratory"]
     assert np.allclose(expl.p_adjusted, stats.benjamini_hochberg(expl.p_raw))
