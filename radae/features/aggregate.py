@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from radae.features.table import KEYS, aggregate_patients
+from radae.features.table import KEYS, aggregate_patients, whole_patients
 
 
 def modality_columns(features: list[str], modalities: list[str]) -> dict[str, str]:
@@ -26,29 +26,13 @@ def modality_columns(features: list[str], modalities: list[str]) -> dict[str, st
     return out
 
 
-def _whole_patients(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Chunks of a table sorted by patient_id, re-cut so that no patient is split over two chunks."""
-    carry: pd.DataFrame | None = None
-    for chunk in chunks:
-        if carry is not None and len(carry):
-            chunk = pd.concat([carry, chunk], ignore_index=True)
-        if chunk.empty:
-            continue
-        tail = (chunk["patient_id"] == chunk["patient_id"].iloc[-1]).to_numpy()
-        carry = chunk[tail]
-        if (~tail).any():
-            yield chunk[~tail]
-    if carry is not None and len(carry):
-        yield carry
-
-
 def aggregate_by_modality(chunks: Iterable[pd.DataFrame], volume_ml: pd.Series, modality: pd.Series, how: str,
                           modalities: list[str]) -> Iterator[pd.DataFrame]:
     """Per-modality patient rows (see the module docstring) from a lesion table read in chunks.
 
     ``modality``: each lesion's modality indexed by case_id; ``modalities``: the column blocks, in order.
     """
-    for chunk in _whole_patients(chunks):
+    for chunk in whole_patients(chunks):
         feats = [c for c in chunk.columns if c not in KEYS]
         mods = chunk["case_id"].map(modality).astype(str)
         out = pd.DataFrame({"patient_id": sorted(chunk["patient_id"].unique())})

@@ -334,25 +334,28 @@ def aggregate_patients(df: pd.DataFrame, volume_ml: pd.Series, how: str) -> pd.D
     return out
 
 
-def aggregate_patient_chunks(chunks: Iterable[pd.DataFrame], volume_ml: pd.Series, how: str) -> Iterator[pd.DataFrame]:
-    """:func:`aggregate_patients` over a lesion table read in chunks (rows sorted by patient_id, as written).
-
-    A patient whose lesions straddle two chunks is held back until the next chunk, so each patient is aggregated
-    once from all of their lesions and only one chunk (plus one patient) is in memory.
-    """
+def whole_patients(chunks: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Chunks of a table sorted by patient_id, re-cut so that no patient is split over two chunks (a patient whose
+    lesions straddle a chunk edge is held back until the next chunk: one chunk plus one patient in memory)."""
     carry: pd.DataFrame | None = None
     for chunk in chunks:
         if carry is not None and len(carry):
             chunk = pd.concat([carry, chunk], ignore_index=True)
         if chunk.empty:
             continue
-        last = chunk["patient_id"].iloc[-1]
-        tail = (chunk["patient_id"] == last).to_numpy()
+        tail = (chunk["patient_id"] == chunk["patient_id"].iloc[-1]).to_numpy()
         carry = chunk[tail]
         if (~tail).any():
-            yield aggregate_patients(chunk[~tail], volume_ml, how)
+            yield chunk[~tail]
     if carry is not None and len(carry):
-        yield aggregate_patients(carry, volume_ml, how)
+        yield carry
+
+
+def aggregate_patient_chunks(chunks: Iterable[pd.DataFrame], volume_ml: pd.Series, how: str) -> Iterator[pd.DataFrame]:
+    """:func:`aggregate_patients` over a lesion table read in chunks (rows sorted by patient_id, as written); each
+    patient is aggregated once from all of their lesions (:func:`whole_patients`)."""
+    for chunk in whole_patients(chunks):
+        yield aggregate_patients(chunk, volume_ml, how)
 
 
 def json_clean(obj):
