@@ -140,14 +140,17 @@ class _Encoders:
     def features(self, x: torch.Tensor, mask: torch.Tensor, cases: list[str], modalities: list[str]) -> np.ndarray:
         from radae.features import heads as hd
 
-        parts = [encode_batch(self.model, x, self.cfg.tta_flips, self.cfg.precision, self.cfg.channels_last)]
+        one_pass = "pooled" in self.heads and not self.cfg.tta_flips  # the bottleneck comes with the level maps
+        parts = [] if one_pass else [encode_batch(self.model, x, self.cfg.tta_flips, self.cfg.precision,
+                                                  self.cfg.channels_last)]
         if self.heads & {"pooled", "anomaly", "random"}:
             xin = x.contiguous(memory_format=torch.channels_last_3d) if self.cfg.channels_last else x
             with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16,
                                                         enabled=self.cfg.precision == "bf16"):
                 if "pooled" in self.heads:
-                    maps, _ = hd.encoder_maps(self.model, xin)
-                    parts.append(hd.pool_maps(maps, mask))
+                    self.model.check_input(xin)
+                    maps, code = hd.encoder_maps(self.model, xin)
+                    parts += ([code.float()] if one_pass else []) + [hd.pool_maps(maps, mask)]
                 if "anomaly" in self.heads:
                     parts.append(torch.from_numpy(hd.anomaly_features(self.model, xin, mask, cases, modalities,
                                                                       self.meta, self.seed)).float())

@@ -98,3 +98,13 @@ def test_heads_can_be_switched_off(tiny_run):
     _run(pipeline(runs, extract={"latent": {"heads": []}}))
     t = pd.read_parquet(run_dir / "extract" / "latent.parquet")
     assert all(c in ("case_id", "patient_id") or c.startswith("latent_") for c in t.columns)
+
+
+def test_bottleneck_is_the_same_bytes_with_and_without_the_heads(tiny_run):
+    runs, run_dir, _, _ = tiny_run
+    _run(pipeline(runs, extract={"latent": {"heads": []}}))
+    plain = pd.read_parquet(run_dir / "extract" / "latent.parquet")
+    _run(pipeline(runs, extract={"latent": {"heads": ["pooled", "anomaly", "random"]}}))
+    full = pd.read_parquet(run_dir / "extract" / "latent.parquet")
+    cols = [c for c in plain.columns if c.startswith("latent_")]
+    assert plain[cols].equals(full[cols])  # one encoder pass serves the bottleneck and the pooled head
