@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_rows(manifest: Path, n: int) -> list[dict]:
-    from radae.manifest import load_manifest
+    from radae.data.manifest import load_manifest
 
     df = load_manifest(manifest)
     rows = df.to_dict("records")

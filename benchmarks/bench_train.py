@@ -174,7 +174,7 @@ def _burn() -> None:  # a competing CPU-bound process (pure Python: holds one co
 
 def _radae_rate(run_dir: Path, args, threads: int | None) -> tuple[float, int]:
     """Steady patches/s of radae's loop with radae's own thread choice (``threads`` None) or a fixed count."""
-    from radae.threads import configure_torch
+    from radae.util.threads import configure_torch
 
     n = configure_torch(threads)
     r = run_radae(run_dir, args, "cpu")
@@ -187,7 +187,7 @@ def contention(args) -> int:
     import multiprocessing as mp
     import subprocess
 
-    from radae.threads import usable_cores
+    from radae.util.threads import usable_cores
 
     cores = usable_cores()
     tmp = tempfile.TemporaryDirectory(prefix="radae-bench-") if args.workdir is None else None

@@ -1,6 +1,6 @@
 """radae vs the tool it wraps: the same lesions through PyRadiomics' own batch CLI and through ``radae features``.
 
-Standalone: writes a synthetic cohort (``radae.synth``: NIfTI images with ellipsoid lesions and 0/1 masks) and one
+Standalone: writes a synthetic cohort (``radae.data.synth``: NIfTI images with ellipsoid lesions and 0/1 masks) and one
 PyRadiomics parameter file (radae's shipped CT file, Original image type only), then times, as a user would run them,
 each as a fresh command (start-up, reading the files and writing the CSV included):
 
@@ -36,7 +36,7 @@ def make_inputs(work: Path, cases: int, size: int) -> tuple[Path, Path, Path, in
     import yaml
 
     sys.path.insert(0, str(ROOT))
-    from radae.synth import generate_cohort
+    from radae.data.synth import generate_cohort
 
     df = generate_cohort(work / "cohort", cases=cases, seed=0, size_vox=size, unlabeled=0)
     manifest = work / "cohort" / "manifest.csv"

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from radae.errors import RadaeError
+from radae.util.errors import RadaeError
 
 _HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=_HELP,
@@ -50,10 +50,10 @@ def _setup(quiet: bool, verbose: bool, threads: int | None = None, torch_threads
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
     if quiet:
         os.environ["RADAE_QUIET"] = "1"
-    from radae.threads import configure_torch, passive_openmp
+    from radae.util.threads import configure_torch, passive_openmp
 
     if torch_threads:
-        configure_torch(threads)  # free cores only, passive OpenMP waiting (radae.threads)
+        configure_torch(threads)  # free cores only, passive OpenMP waiting (radae.util.threads)
     else:
         passive_openmp()
 
@@ -78,7 +78,7 @@ def run(
     from radae.config import load_pipeline
     from radae.runner import run_pipeline
 
-    from radae.errors import RunInterrupted
+    from radae.util.errors import RunInterrupted
 
     def _term(signum, frame):  # SIGTERM (a scheduler's kill) ends the run like Ctrl-C: the stage is marked interrupted
         raise KeyboardInterrupt
@@ -114,8 +114,8 @@ def validate(
 ) -> None:
     """Check the config and the manifest (no heavy work). Exits non-zero on any problem."""
     from radae.config import load_pipeline
-    from radae.errors import IngestError
-    from radae.ingest import validated_manifest
+    from radae.util.errors import IngestError
+    from radae.data.sources import validated_manifest
     from radae.io.integrity import manifest_file_problems
 
     try:
@@ -146,7 +146,7 @@ def synth(
     sites: int = typer.Option(1, "--sites", min=1, max=8, help="> 1: a site column with a planted scanner effect, and cohorts A/B"),
 ) -> None:
     """Write the synthetic cohort (NIfTI + manifest + ground truth)."""
-    from radae.synth import generate_cohort
+    from radae.data.synth import generate_cohort
 
     _setup(False, False)
     df = generate_cohort(out, cases=cases, seed=seed, size_vox=size, unlabeled=unlabeled, sites=sites)
@@ -178,7 +178,7 @@ def predict(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        from radae.fsutil import atomic_write_text
+        from radae.util.fsutil import atomic_write_text
 
         atomic_write_text(out, text)
         typer.echo(f"wrote {len(pred)} predictions ({bundle['card']['task']}: {'P(y=1)' if bundle['card']['task'] == 'classification' else 'risk'}) to {out}")
@@ -188,7 +188,7 @@ def predict(
 def info() -> None:
     """Versions, device and threads."""
     from radae.config import data_root
-    from radae.environment import environment_info
+    from radae.util.environment import environment_info
 
     env = environment_info()
     env["data_root"] = str(data_root())
@@ -252,7 +252,7 @@ def manifest_scan(
     out: Path = typer.Option(..., "--out", help="manifest CSV to write"),
 ) -> None:
     """Build a manifest from a folder."""
-    from radae.manifest_scan import scan_folder
+    from radae.data.scan import scan_folder
 
     try:
         df = scan_folder(folder, out)
@@ -270,7 +270,7 @@ def import_npz_cmd(
     mask_rule: str = typer.Option("threshold", "--mask-rule", help="threshold | cube"),
 ) -> None:
     """Turn MedMNIST-style arrays into NIfTI volumes, masks and a manifest."""
-    from radae.importers import import_npz
+    from radae.data.npz import import_npz
 
     try:
         sp = tuple(float(s) for s in spacing.split(","))

@@ -23,9 +23,9 @@ import pandas as pd
 import yaml
 
 from radae.config import STAGES, PipelineConfig, stable_hash
-from radae.csvsafe import to_csv_text
-from radae.errors import RadaeError, RunInterrupted, RunLockedError
-from radae.fsutil import WRITE_ERRNOS, atomic_write_text, ensure_dir, output_write_error, remove_stale_temps, run_lock
+from radae.util.csvsafe import to_csv_text
+from radae.util.errors import RadaeError, RunInterrupted, RunLockedError
+from radae.util.fsutil import WRITE_ERRNOS, atomic_write_text, ensure_dir, output_write_error, remove_stale_temps, run_lock
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def stage_key(ctx: RunContext, spec: StageSpec, keys: dict[str, str]) -> str:
     parts["seed"] = ctx.cfg.seed
     parts["upstream"] = {u: keys.get(u) for u in spec.upstream}
     if spec.name == "ingest":
-        from radae.ingest import input_fingerprint
+        from radae.data.sources import input_fingerprint
 
         parts["inputs"] = input_fingerprint(ctx.cfg)
     return stable_hash(parts)
@@ -130,7 +130,7 @@ def _write_failures(ctx: RunContext, name: str) -> None:
 def write_run_header(ctx: RunContext, device: bool = True) -> None:
     """config.resolved.yaml and environment.json (``device=False``: without torch's device and thread facts, which
     import torch; for ``radae features`` without a model)."""
-    from radae.environment import environment_info
+    from radae.util.environment import environment_info
 
     cfg_dump = ctx.cfg.model_dump(mode="json")
     atomic_write_text(ctx.run_dir / "config.resolved.yaml", yaml.safe_dump(cfg_dump, sort_keys=False))

@@ -13,7 +13,7 @@ from radae.cli import app
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from radae.synth import generate_cohort
+    from radae.data.synth import generate_cohort
 
     out = tmp_path_factory.mktemp("syn")
     generate_cohort(out, cases=4, seed=0, size_vox=24, unlabeled=0)
@@ -64,7 +64,7 @@ def test_features_bad_input_is_one_line(cohort, tmp_path):
 
 
 def test_failure_warning_has_one_case_prefix():
-    from radae.errors import case_message
+    from radae.util.errors import case_message
     from radae.runner import RunContext
 
     buf = io.StringIO()
@@ -89,7 +89,7 @@ def test_shipped_pipeline_found_from_another_folder(tmp_path, monkeypatch):
     for name in ("pipelines/demo.yaml", "demo"):
         cfg = load_pipeline(name)
         assert cfg.name == "demo" and cfg.source.parent.name == "pipelines"
-    from radae.errors import ConfigError
+    from radae.util.errors import ConfigError
 
     with pytest.raises(ConfigError, match="looked in"):
         load_pipeline("pipelines/nope.yaml")

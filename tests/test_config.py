@@ -6,7 +6,7 @@ import yaml
 from pydantic import ValidationError
 
 from radae.config import PipelineConfig, data_root, load_pipeline
-from radae.errors import ConfigError
+from radae.util.errors import ConfigError
 
 BASE = "name: t\ndata: {synth: {cases: 4}}\n"
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from radae.config import PipelineConfig
-from radae.ingest import holdout_patients
+from radae.data.sources import holdout_patients
 
 
 def _cfg(**data):

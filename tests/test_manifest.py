@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from radae.config import load_pipeline
-from radae.errors import ConfigError, ManifestError
-from radae.ingest import validated_manifest
-from radae.manifest import load_manifest, pseudonymise
+from radae.util.errors import ConfigError, ManifestError
+from radae.data.sources import validated_manifest
+from radae.data.manifest import load_manifest, pseudonymise
 
 SURV = {"required_columns": ("os_time", "os_event", "label"), "numeric_columns": ("os_time",),
         "binary_columns": ("os_event", "label"), "nonnegative_columns": ("os_time",)}

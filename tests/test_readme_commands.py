@@ -44,7 +44,7 @@ def _own_folder_recipe(folder: Path) -> None:
     """What the README's own-folder recipe has the user do by hand: a manifest with outcomes, my.yaml from the template."""
     import pandas as pd
 
-    from radae.synth import generate_cohort
+    from radae.data.synth import generate_cohort
 
     df = generate_cohort(folder / "scans", cases=4, seed=0, size_vox=24, unlabeled=0)
     for col in ("image", "mask"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from radae.config import load_pipeline
-from radae.ingest import evaluation_patients, validated_manifest
+from radae.data.sources import evaluation_patients, validated_manifest
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 STS = ("sts.yaml", "sts_mr.yaml", "sts_pet.yaml")

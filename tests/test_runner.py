@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from radae.config import load_pipeline
-from radae.errors import RadaeError, RunLockedError
-from radae.fsutil import TEMP_PREFIX, run_lock
+from radae.util.errors import RadaeError, RunLockedError
+from radae.util.fsutil import TEMP_PREFIX, run_lock
 from radae.runner import FAILURE_COLUMNS, STAGE_REGISTRY, _ensure_stages_imported, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def test_second_process_is_refused_by_the_lock(tmp_path):
     p = _yaml(tmp_path, stages=("ingest",))
     run_dir = tmp_path / "runs" / "r"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from radae.fsutil import run_lock\n"
+        [sys.executable, "-c", "import sys, time; from radae.util.fsutil import run_lock\n"
          "with run_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(60)", str(run_dir)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:

@@ -4,7 +4,7 @@ import pytest
 import pandas as pd
 import SimpleITK as sitk
 
-from radae.synth import generate_cohort
+from radae.data.synth import generate_cohort
 
 
 def _files(folder):
@@ -49,7 +49,7 @@ def test_ground_truth_matches_masks_images_and_outcomes(tmp_path):
     # the oracle (Bayes-optimal on the hidden properties) is written and recomputable from truth.csv
     import json
 
-    from radae.synth import oracle_auc
+    from radae.data.synth import oracle_auc
 
     oracle = json.loads((out / "oracle.json").read_text())
     assert oracle["oracle_auc"] == pytest.approx(oracle_auc(truth.reset_index()))

@@ -1,5 +1,5 @@
-"""radae.threads: intra-op threads no more than the free cores, passive OpenMP waiting, explicit settings win."""
-from radae import threads
+"""radae.util.threads: intra-op threads no more than the free cores, passive OpenMP waiting, explicit settings win."""
+from radae.util import threads
 
 
 def test_free_cores_leave_out_the_other_load():

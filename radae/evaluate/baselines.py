@@ -19,7 +19,7 @@ from scipy import ndimage
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
-from radae.errors import BenchmarkError, case_message
+from radae.util.errors import BenchmarkError, case_message
 from radae.preprocess.store import load_roi
 
 logger = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 from radae.evaluate import stats, survival_window
 from radae.evaluate.baselines import VoxelPCA
 from radae.evaluate.survival import (

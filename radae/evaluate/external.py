@@ -29,7 +29,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 import radae
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 from radae.evaluate import cv, stats
 from radae.evaluate.decision import net_benefit_table
 from radae.evaluate.harmonise import with_batch
@@ -158,7 +158,7 @@ def save_model(path: Path, pipe, card: dict) -> None:
     """``<path>.joblib`` holds {"pipeline", "card"}; the card also goes beside it as JSON."""
     import joblib
 
-    from radae.fsutil import atomic_path, atomic_write_text
+    from radae.util.fsutil import atomic_path, atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".joblib") as tmp:
@@ -339,7 +339,7 @@ def run_external(runs: list[LockedRun], sets: dict, models: dict[str, list[str]]
     ``sets``: name -> object with ``columns``, ``X`` (all cohort rows; the runs index them), ``forced``, ``preprocessing``;
     each LockedRun carries the row indices of its task in ``X_dev``/``X_val`` as integer arrays.
     """
-    from radae.fsutil import atomic_path, atomic_write_text
+    from radae.util.fsutil import atomic_path, atomic_write_text
 
     ext_dir, models_dir = out_dir / "external", out_dir / "models"
     ext_dir.mkdir(parents=True, exist_ok=True)
@@ -389,7 +389,7 @@ def _write_features(path: Path, fs, idx: np.ndarray, case_ids, patient_ids, batc
     prov = {"radae_version": radae.__version__, "versions": {"radae": radae.__version__},
             "checkpoint_sha256": card_extra.get("encoder_checkpoint_sha256"), "table": "external_features"}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"radae.provenance": json.dumps(prov).encode()})
-    from radae.fsutil import atomic_path
+    from radae.util.fsutil import atomic_path
 
     with atomic_path(path, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)

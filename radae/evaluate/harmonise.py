@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 
 CONVERGENCE = 1e-4
 

@@ -128,7 +128,7 @@ def run_set(X: np.ndarray, y, groups: np.ndarray, subsamples: list[Subsample], f
 
 def _fit_all(run, splits: list[cv.FoldSplit], keys: dict) -> list[cv.FoldResult | None]:
     """All splits at once (parallel); if one fails, each alone, a failure giving None (logged)."""
-    from radae.errors import BenchmarkError
+    from radae.util.errors import BenchmarkError
 
     if not splits:
         return []

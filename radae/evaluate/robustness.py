@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 
 logger = logging.getLogger(__name__)
 
@@ -549,7 +549,7 @@ def write_study_extras(values: pd.DataFrame, digests: pd.DataFrame, kind: Litera
     """Write ``robustness_inputs.parquet`` and ``robustness_families.parquet`` into ``out_dir``; their summary.json part."""
     from pathlib import Path
 
-    from radae.fsutil import atomic_path
+    from radae.util.fsutil import atomic_path
 
     changes = input_changes(digests)
     fams = family_table(values, kind, seed=seed)

@@ -34,9 +34,9 @@ import numpy as np
 import yaml
 
 from radae.config import stable_hash
-from radae.errors import ConfigError, ExtractError, RadaeError, case_message
-from radae.hashing import file_sha256
-from radae.yamlsafe import load_bounded
+from radae.util.errors import ConfigError, ExtractError, RadaeError, case_message
+from radae.util.hashing import file_sha256
+from radae.util.yamlsafe import load_bounded
 
 logger = logging.getLogger(__name__)
 

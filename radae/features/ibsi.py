@@ -391,7 +391,7 @@ def shipped_table_path() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from radae.config import data_root
-    from radae.fsutil import atomic_write_text
+    from radae.util.fsutil import atomic_write_text
 
     p = argparse.ArgumentParser(prog="python -m radae.features.ibsi", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from radae.config import LatentConfig, PipelineConfig
-from radae.errors import ExtractError, RadaeError, case_message
+from radae.util.errors import ExtractError, RadaeError, case_message
 
 logger = logging.getLogger(__name__)
 

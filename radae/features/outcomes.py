@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from radae.csvsafe import to_csv_text
-from radae.fsutil import atomic_write_text
+from radae.util.csvsafe import to_csv_text
+from radae.util.fsutil import atomic_write_text
 
 ID_COLUMNS = ("case_id", "patient_id")
 # manifest / ingest columns that describe the image, not the patient

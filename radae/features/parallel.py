@@ -21,8 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
 
-from radae.errors import ExtractError
-from radae.progress import progress_iter
+from radae.util.errors import ExtractError
+from radae.util.progress import progress_iter
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +38,12 @@ _WORKER_SHARED: Any = None
 
 def single_threaded_worker() -> None:
     """One thread per worker for SimpleITK (filters, resampling) and torch, if loaded: n_jobs workers x all cores
-    would oversubscribe (:mod:`radae.threads`)."""
+    would oversubscribe (:mod:`radae.util.threads`)."""
     import sys
 
     import SimpleITK as sitk
 
-    from radae.threads import passive_openmp
+    from radae.util.threads import passive_openmp
 
     passive_openmp()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
@@ -54,7 +54,7 @@ def single_threaded_worker() -> None:
 def _init_worker(shared: Any, parent_pid: int | None = None) -> None:
     global _WORKER_SHARED
     if parent_pid is not None:
-        from radae.procutil import die_with_parent
+        from radae.util.procutil import die_with_parent
 
         die_with_parent(parent_pid)
     _WORKER_SHARED = shared

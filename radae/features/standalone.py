@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from radae.errors import ConfigError, ExtractError, RadaeError
+from radae.util.errors import ConfigError, ExtractError, RadaeError
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _model_meta(model: Path) -> dict:
 def manifest_features(manifest: Path, out: Path, params: Path | None = None, jobs: int = 1, model: Path | None = None,
                       image_types=None, executor: str = "process", quiet: bool = False) -> dict:
     """Every manifest row through ingest (+ preprocess with ``model``) and the extract stage's table writer."""
-    from radae.fsutil import ensure_dir, run_lock
+    from radae.util.fsutil import ensure_dir, run_lock
     from radae.runner import RunContext, write_run_header
 
     meta = _model_meta(Path(model)) if model is not None else None

@@ -3,8 +3,8 @@
 A lesion table has one row per lesion: ``case_id, patient_id`` first, then the features in a fixed order
 (:func:`feature_order`), rows sorted by ``(patient_id, case_id)``. It is written as Parquet and as a CSV twin by
 :class:`TableWriter`, chunk by chunk (one row group in memory at a time; CSV text cells that a spreadsheet would evaluate get a leading ``'``, see
-:mod:`radae.csvsafe`, while Parquet keeps the raw values), each file through
-:func:`radae.fsutil.atomic_path` (temp file + rename), so a crash never leaves a half-written table.
+:mod:`radae.util.csvsafe`, while Parquet keeps the raw values), each file through
+:func:`radae.util.fsutil.atomic_path` (temp file + rename), so a crash never leaves a half-written table.
 
 Provenance travels with the data: the Parquet schema metadata key ``radae.provenance`` holds the table's provenance
 (versions, config hashes, checkpoint sha256, parameter files) as JSON; per-lesion hashes are rows of their own
@@ -29,9 +29,9 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from radae.csvsafe import neutralise_cell, neutralise_frame
-from radae.errors import ExtractError
-from radae.fsutil import WRITE_ERRNOS, atomic_path, output_write_error
+from radae.util.csvsafe import neutralise_cell, neutralise_frame
+from radae.util.errors import ExtractError
+from radae.util.fsutil import WRITE_ERRNOS, atomic_path, output_write_error
 
 KEYS = ["case_id", "patient_id"]
 PROVENANCE_KEY = b"radae.provenance"

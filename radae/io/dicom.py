@@ -22,7 +22,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
-from radae.errors import IngestError, case_message
+from radae.util.errors import IngestError, case_message
 from radae.io.volume import Volume
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 - :func:`nifti_problem`: :func:`radae.io.readers.nifti_payload_problem` (truncation, bad header, NaN voxels,
   and, for ``.nii.gz``, the whole compressed stream read to its end so gzip checks its CRC-32 and length: one
   flipped bit is a CRC error that ITK ignores). The verdict is memoised by the file's content sha256
-  (:func:`radae.hashing.file_sha256`, itself memoised by path, size and mtime), so each file is verified once
+  (:func:`radae.util.hashing.file_sha256`, itself memoised by path, size and mtime), so each file is verified once
   per process however many stages or checks read it.
 - :func:`direction_problem`: a direction matrix whose axes are not orthonormal (sheared, scaled) is not a
   rotation; resampling would write it as one and move the voxels.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radae.hashing import file_sha256
+from radae.util.hashing import file_sha256
 
 #: largest |D^T D - I| entry accepted for a direction matrix (same tolerance as image/mask direction checks)
 ORTHO_ATOL = 1e-3

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from radae.errors import IngestError, case_message
+from radae.util.errors import IngestError, case_message
 from radae.io.integrity import direction_problem, is_nifti, nifti_problem
 from radae.io.volume import Volume
 

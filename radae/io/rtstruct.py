@@ -35,7 +35,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 
-from radae.errors import IngestError, case_message
+from radae.util.errors import IngestError, case_message
 from radae.io.dicom import SliceHeader, list_series, sorted_slices
 from radae.io.volume import Volume
 

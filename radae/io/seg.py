@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from radae.errors import IngestError, case_message
+from radae.util.errors import IngestError, case_message
 from radae.io.volume import Volume
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from radae.config import ModelConfig
-from radae.errors import TrainError
+from radae.util.errors import TrainError
 from radae.models.autoencoder import AeOutput, ConvAutoencoder3d, count_parameters
 from radae.models.checkpoint import load_trained
 from radae.models.vae import BetaVae3d, VaeOutput

@@ -22,7 +22,7 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from torch import Tensor, nn
 
 from radae.config import ModelConfig
-from radae.errors import TrainError
+from radae.util.errors import TrainError
 
 ACT = "PRELU"
 

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from torch import nn
 
 from radae.config import ModelConfig
-from radae.errors import TrainError, case_message
-from radae.fsutil import atomic_path
-from radae.hashing import file_sha256
+from radae.util.errors import TrainError, case_message
+from radae.util.fsutil import atomic_path
+from radae.util.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radae.config import NormaliseConfig
-from radae.errors import PreprocessError
+from radae.util.errors import PreprocessError
 from radae.io.volume import Volume
 
 _INTERP = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "nearest": sitk.sitkNearestNeighbor}

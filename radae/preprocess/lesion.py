@@ -15,9 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from radae.config import PreprocessConfig
-from radae.errors import IngestError, PreprocessError, RadaeError, case_message
-from radae.fsutil import OutputWriteError, atomic_path, atomic_write_text, ensure_dir
-from radae.hashing import json_sha256
+from radae.util.errors import IngestError, PreprocessError, RadaeError, case_message
+from radae.util.fsutil import OutputWriteError, atomic_path, atomic_write_text, ensure_dir
+from radae.util.hashing import json_sha256
 from radae.io import read_image, read_mask
 from radae.io.readers import check_spacing, nifti_payload_problem
 from radae.io.volume import Volume

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radae.fsutil import atomic_path
+from radae.util.fsutil import atomic_path
 
 ROI_INDEX_COLUMNS = [
     "case_id", "patient_id", "modality",

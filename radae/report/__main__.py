@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from radae.errors import RadaeError
+from radae.util.errors import RadaeError
 
 
 def main(argv: list[str] | None = None) -> int:

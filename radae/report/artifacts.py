@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from radae.hashing import file_sha256
+from radae.util.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 import radae
-from radae.fsutil import atomic_write_text
+from radae.util.fsutil import atomic_write_text
 from radae.report import sections as S
 from radae.report.external import external_section
 from radae.report.artifacts import RunFolder

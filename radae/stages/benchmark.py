@@ -97,13 +97,13 @@ import numpy as np
 import pandas as pd
 
 from radae.config import BenchmarkConfig, PipelineConfig
-from radae.csvsafe import to_csv_text
-from radae.progress import StepLog
-from radae.errors import BenchmarkError, RadaeError, case_message
+from radae.util.csvsafe import to_csv_text
+from radae.util.progress import StepLog
+from radae.util.errors import BenchmarkError, RadaeError, case_message
 from radae.evaluate import (baselines, comparisons, cv, external, harmonise, inference, label_efficiency, permutation, pooled,
                             redundancy, robustness, stats, survival_window)
 from radae.evaluate.survival import km_curves, survival_y
-from radae.fsutil import atomic_path, atomic_write_text
+from radae.util.fsutil import atomic_path, atomic_write_text
 from radae.runner import RunContext, stage
 
 logger = logging.getLogger(__name__)

@@ -44,15 +44,15 @@ import pandas as pd
 
 from radae import __version__ as radae_version
 from radae.config import stable_hash
-from radae.csvsafe import to_csv_text
-from radae.errors import ExtractError, case_message
+from radae.util.csvsafe import to_csv_text
+from radae.util.errors import ExtractError, case_message
 from radae.features import aggregate as agg
 from radae.features import dictionary as dct
 from radae.features import handcrafted as hc
 from radae.features import table as tbl
 from radae.features.outcomes import write_outcomes
-from radae.fsutil import atomic_path, atomic_write_text, replace_write_text
-from radae.progress import progress_iter
+from radae.util.fsutil import atomic_path, atomic_write_text, replace_write_text
+from radae.util.progress import progress_iter
 from radae.runner import RunContext, stage
 
 logger = logging.getLogger(__name__)

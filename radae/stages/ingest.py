@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from radae.errors import IngestError, case_message
-from radae.fsutil import atomic_path
-from radae.hashing import file_sha256
-from radae.ingest import evaluation_patients, holdout_patients, validated_manifest
+from radae.util.errors import IngestError, case_message
+from radae.util.fsutil import atomic_path
+from radae.util.hashing import file_sha256
+from radae.data.sources import evaluation_patients, holdout_patients, validated_manifest
 from radae.runner import RunContext, stage
 
 logger = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
 
-from radae.errors import PreprocessError
+from radae.util.errors import PreprocessError
 from radae.features.parallel import single_threaded_worker
-from radae.fsutil import atomic_path, atomic_write_text
-from radae.procutil import die_with_parent
+from radae.util.fsutil import atomic_path, atomic_write_text
+from radae.util.procutil import die_with_parent
 from radae.preprocess.lesion import safe_preprocess_lesion
 from radae.preprocess.store import ROI_INDEX_COLUMNS
-from radae.progress import progress_iter
+from radae.util.progress import progress_iter
 from radae.runner import RunContext, stage
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 
-from radae.errors import TrainError
+from radae.util.errors import TrainError
 from radae.runner import RunContext, stage
 
 logger = logging.getLogger(__name__)

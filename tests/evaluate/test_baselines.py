@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 from radae.evaluate.baselines import VoxelPCA, block_average, clinical_features, volume_features, voxel_features
 from radae.preprocess.store import save_roi
 

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from benchmark_synth import make_run, pipeline_config
 
 from radae.config import PipelineConfig
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 from radae.stages.benchmark import COMPARISON_COLUMNS, load_cohort, run_benchmark
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 from radae.evaluate import cv
 from radae.evaluate.survival import survival_y
 

@@ -9,7 +9,7 @@ from benchmark_synth import make_run, pipeline_config
 from typer.testing import CliRunner
 
 from radae.cli import app
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 from radae.evaluate import decision, external
 from radae.stages.benchmark import run_benchmark
 

@@ -151,7 +151,7 @@ def test_benchmark_without_fractions_writes_no_table(tmp_path):
 
 
 def test_a_subsample_that_cannot_be_fitted_is_a_missing_value_not_a_crash():
-    from radae.errors import BenchmarkError
+    from radae.util.errors import BenchmarkError
 
     y, groups = _cohort()
     splits = cv.make_splits(y, groups, folds=3, repeats=1, seed=0)

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radae.errors import BenchmarkError
+from radae.util.errors import BenchmarkError
 from radae.evaluate import robustness as R
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radae.errors import ConfigError
+from radae.util.errors import ConfigError
 from radae.features import handcrafted as hc
 from radae.io import read_image, read_mask
 

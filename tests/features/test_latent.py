@@ -100,7 +100,7 @@ def test_bad_rois_become_failures(tmp_path):
 
 
 def test_cuda_request_without_gpu_is_an_error():
-    from radae.errors import ExtractError
+    from radae.util.errors import ExtractError
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radae.errors import ExtractError
+from radae.util.errors import ExtractError
 from radae.features import handcrafted as hc
 from radae.features.parallel import map_tasks
 

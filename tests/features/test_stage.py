@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radae.errors import ExtractError
+from radae.util.errors import ExtractError
 from radae.features.table import read_provenance
 from radae.stages.extract import LESION_PROVENANCE_COLUMNS
 from radae.runner import run_pipeline
@@ -57,7 +57,7 @@ def test_stage_writes_tables_dictionary_provenance(tiny_run):
     pd.testing.assert_frame_equal(pd.read_csv(out / "lesion_provenance.csv", dtype=str, keep_default_na=False), lp)
     assert prov["parameters"]["CT"]["file"] == "ct.yaml"
     lprov = read_provenance(out / "latent.parquet")
-    from radae.hashing import file_sha256
+    from radae.util.hashing import file_sha256
 
     assert lprov["checkpoint_sha256"] == file_sha256(run_dir / "pretrain" / "model.pt")
     side = json.loads((out / "provenance.json").read_text())

@@ -9,7 +9,7 @@ def test_manifest_features_with_a_model(tmp_path):
     from radae.config import PreprocessConfig
     from radae.features.standalone import manifest_features
     from radae.models.checkpoint import save_model
-    from radae.synth import generate_cohort
+    from radae.data.synth import generate_cohort
 
     generate_cohort(tmp_path / "syn", cases=4, seed=0, size_vox=24, unlabeled=0)
     pre = PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0), roi_size_vox=(ROI, ROI, ROI), patches={"per_volume": 0})
@@ -28,7 +28,7 @@ def test_manifest_features_with_a_model(tmp_path):
 def test_model_without_preprocess_settings_is_refused(tmp_path):
     import pytest
 
-    from radae.errors import ConfigError
+    from radae.util.errors import ConfigError
     from radae.features.standalone import manifest_features
     from radae.models.checkpoint import save_model
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radae.errors import ExtractError
+from radae.util.errors import ExtractError
 from radae.features import dictionary as dct
 from radae.features import table as tbl
 
@@ -50,7 +50,7 @@ def test_failed_write_leaves_previous_table(tmp_path, monkeypatch):
 
     import pyarrow.parquet as pq
 
-    from radae.errors import RadaeError
+    from radae.util.errors import RadaeError
 
     df = tbl.canonical(pd.DataFrame({"case_id": ["a"], "patient_id": ["p"], "latent_000": [1.0]}))
     path, _ = tbl.write_table(df, tmp_path / "t.parquet")

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from radae.errors import IngestError
-from radae.importers import dataset_prefix, import_npz
+from radae.util.errors import IngestError
+from radae.data.npz import dataset_prefix, import_npz
 from radae.io import read_image, read_mask
-from radae.manifest import load_manifest
+from radae.data.manifest import load_manifest
 
 
 @pytest.fixture()

@@ -9,10 +9,10 @@ import pytest
 import SimpleITK as sitk
 from dicom_factory import write_ct_series, write_rtstruct, write_seg
 
-from radae.errors import ManifestError
+from radae.util.errors import ManifestError
 from radae.io import read_image, read_mask
-from radae.manifest import load_manifest
-from radae.manifest_scan import COLUMNS, build_data_manifests, guess_modality, scan_folder, scan_rows
+from radae.data.manifest import load_manifest
+from radae.data.scan import COLUMNS, build_data_manifests, guess_modality, scan_folder, scan_rows
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -124,7 +124,7 @@ def test_shipped_data_manifests_are_regenerated_exactly(data_root):
     assert sorted(built) == sorted(MANIFESTS)
     for name, df in built.items():
         on_disk = (PROJECT / "data_manifests" / name).read_text()
-        assert df.to_csv(index=False) == on_disk, f"{name} is stale: run python -m radae.manifest_scan"
+        assert df.to_csv(index=False) == on_disk, f"{name} is stale: run python -m radae.data.scan"
 
 
 def test_shipped_data_manifests_validate(data_root):

@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from dicom_factory import copy_slices, sorted_ibsi_files, write_ct_series, write_rtstruct
 from pydicom.uid import generate_uid
 
-from radae.errors import IngestError
+from radae.util.errors import IngestError
 from radae.io import read_image, read_mask
 from radae.io.rtstruct import rtstruct_to_mask
 

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
-from radae.errors import IngestError
+from radae.util.errors import IngestError
 from radae.io import read_image
 from radae.io.rtstruct import rtstruct_to_mask
 

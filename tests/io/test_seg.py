@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 from dicom_factory import sorted_ibsi_files, write_ct_series, write_seg
 
-from radae.errors import IngestError
+from radae.util.errors import IngestError
 from radae.io import read_image, read_mask
 from radae.io.seg import seg_to_mask
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from radae.config import ModelConfig
-from radae.errors import TrainError
+from radae.util.errors import TrainError
 from radae.models import MODELS, AeOutput, VaeOutput, build_model, count_parameters
 from radae.models.autoencoder import feature_shapes
 

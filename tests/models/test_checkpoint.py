@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from radae.config import ModelConfig
-from radae.errors import TrainError
+from radae.util.errors import TrainError
 from radae.models import build_model, load_trained
 from radae.models.checkpoint import save_model
 

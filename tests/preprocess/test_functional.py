@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from radae.config import NormaliseConfig
-from radae.errors import PreprocessError
+from radae.util.errors import PreprocessError
 from radae.io.volume import Volume
 from radae.preprocess import functional as F
 

@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from radae.config import PreprocessConfig
-from radae.hashing import file_sha256
+from radae.util.hashing import file_sha256
 from radae.preprocess.lesion import preprocess_lesion
 from radae.preprocess.store import ROI_INDEX_COLUMNS, load_patches, load_roi
 

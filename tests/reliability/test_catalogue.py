@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from radae.cli import app
 from radae.config import PreprocessConfig, load_pipeline
-from radae.errors import BenchmarkError, TrainError
+from radae.util.errors import BenchmarkError, TrainError
 from radae.preprocess.lesion import preprocess_lesion, safe_preprocess_lesion
 from radae.preprocess.store import load_roi
 from radae.runner import run_pipeline

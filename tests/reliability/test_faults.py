@@ -94,7 +94,7 @@ def test_unwritable_stage_output_is_one_clear_error_and_earlier_outputs_survive(
     """The disk fills (or the folder turns read-only) while extract writes its tables: one error line naming the
     problem, and the previous tables stay byte-identical. (Simulated at the write call: root ignores chmod.)"""
 
-    from radae.errors import RadaeError
+    from radae.util.errors import RadaeError
     from radae.runner import run_pipeline
 
     cfg = tiny_config(tmp_path / "runs")

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from radae.config import PipelineConfig, load_pipeline
-from radae.errors import RadaeError
-from radae.manifest import load_manifest
+from radae.util.errors import RadaeError
+from radae.data.manifest import load_manifest
 
 # Deterministic in CI; RADAE_FUZZ_EXAMPLES=5000 RADAE_FUZZ_RANDOM=1 for a longer hunt.
 FUZZ = settings(max_examples=int(os.environ.get("RADAE_FUZZ_EXAMPLES", "120")), deadline=None,

@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 
 from radae.cli import app
 from radae.config import load_pipeline
-from radae.errors import ConfigError, IngestError, RadaeError
-from radae.fsutil import OutputWriteError, atomic_path, run_lock
+from radae.util.errors import ConfigError, IngestError, RadaeError
+from radae.util.fsutil import OutputWriteError, atomic_path, run_lock
 from radae.preprocess.lesion import safe_preprocess_lesion
 from radae.runner import run_pipeline
 
@@ -185,7 +185,7 @@ def test_preprocess_pool_workers_die_with_a_killed_parent_and_free_the_run_lock(
     script = textwrap.dedent(f"""
         import os, sys, time
         from concurrent.futures import ProcessPoolExecutor
-        from radae.fsutil import run_lock
+        from radae.util.fsutil import run_lock
         from radae.stages import preprocess as P
         init = getattr(P, "_init_worker", None)  # the stage's initializer (before issue 15: none of its own)
         with run_lock({str(tmp_path / 'run')!r}):
@@ -373,8 +373,8 @@ def test_sigint_marks_the_stage_interrupted_with_a_message(tmp_path):
 def test_manifest_scan_refuses_an_unreadable_patient_id(tmp_path, dicom_factory, monkeypatch):
     import pydicom
 
-    from radae.errors import ManifestError
-    from radae.manifest_scan import scan_rows
+    from radae.util.errors import ManifestError
+    from radae.data.scan import scan_rows
 
     arr = np.random.default_rng(1).integers(-200, 200, (6, 16, 16)).astype(np.int16)
     slices = dicom_factory.write_ct_series(tmp_path / "PAT1" / "ct", arr)

@@ -19,15 +19,15 @@ from typer.testing import CliRunner
 
 from radae.cli import app
 from radae.config import PreprocessConfig, load_pipeline
-from radae.csvsafe import neutralise_cell
-from radae.errors import IngestError, PreprocessError
+from radae.util.csvsafe import neutralise_cell
+from radae.util.errors import IngestError, PreprocessError
 from radae.features import table as tbl
 from radae.features.aggregate import aggregate_by_modality, modality_columns
 from radae.io import read_image
 from radae.io.dicom import read_dicom_series
 from radae.preprocess.lesion import preprocess_lesion
 from radae.runner import run_pipeline
-from radae.synth import generate_cohort
+from radae.data.synth import generate_cohort
 
 
 def _write(arr, path, spacing=(1.0, 1.0, 1.0)):

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_preprocessed_run, tiny_yaml
 from radae.config import load_pipeline
-from radae.errors import TrainError
+from radae.util.errors import TrainError
 from radae.train import run_training
 
 

@@ -13,7 +13,7 @@ import torch
 
 from conftest import make_preprocessed_run, tiny_yaml
 from radae.config import load_pipeline
-from radae.errors import TrainError
+from radae.util.errors import TrainError
 from radae.models import load_trained
 from radae.runner import run_pipeline
 from radae.train import StepOrder, augment_batch, run_training

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from radae.config import data_root
-from radae.errors import ManifestError
+from radae.util.errors import ManifestError
 
 REQUIRED = ("case_id", "patient_id", "image", "modality")
 KNOWN = REQUIRED + ("mask", "mask_label", "seed_x", "seed_y", "seed_z", "series_uid")

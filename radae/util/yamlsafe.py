@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from radae.errors import ConfigError
+from radae.util.errors import ConfigError
 
 #: expanded nodes allowed in one document (radae's own pipelines have a few hundred)
 MAX_NODES = 100_000

@@ -4,7 +4,7 @@ A ``kill -9`` of radae leaves its pool workers running: they are reparented to i
 forked while the run lock was held, keep the lock's open file. :func:`die_with_parent` is the initializer of every
 radae process pool: on Linux the kernel sends the worker SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``),
 and on every platform a watchdog thread ends the worker once its parent pid changes. It also closes the worker's
-copy of the run lock, so the lock is free as soon as the parent is gone (see :func:`radae.fsutil.run_lock`).
+copy of the run lock, so the lock is free as soon as the parent is gone (see :func:`radae.util.fsutil.run_lock`).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def die_with_parent(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
-    from radae.fsutil import close_inherited_locks
+    from radae.util.fsutil import close_inherited_locks
 
     close_inherited_locks()
     threading.Thread(target=_watch, args=(parent_pid,), name="radae-parent-watchdog", daemon=True).start()

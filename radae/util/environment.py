@@ -30,7 +30,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if r.returncode != 0:

@@ -1,6 +1,6 @@
 """Build a manifest from a folder: NIfTI/NRRD/MHA image + mask pairs, or DICOM series with RTSTRUCT/SEG.
 
-``scan_folder(root, out)`` walks ``root`` and writes one row per lesion (see radae.manifest for the
+``scan_folder(root, out)`` walks ``root`` and writes one row per lesion (see radae.data.manifest for the
 columns); paths are written relative to the manifest's folder (absolute when the data lies more than
 two folders up from it). It is a starting point: check the ``modality`` column (guessed from file
 names for NIfTI) and drop structures that are not lesions.
@@ -22,7 +22,7 @@ PatientID (use ``data.pseudonymise_patients`` to hash it at load time); an empty
 the first folder below ``root`` with a warning, and an unreadable one stops the scan (patient grouping decides the
 folds, so it never changes silently).
 
-``python -m radae.manifest_scan [--out data_manifests]`` regenerates the example manifests for the
+``python -m radae.data.scan [--out data_manifests]`` regenerates the example manifests for the
 shared real data (``data_manifests/*.csv``) with paths written as ``${RADAE_DATA}/...``.
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from radae.errors import IngestError, ManifestError, RadaeError
-from radae.fsutil import atomic_path, atomic_write_text
+from radae.util.errors import IngestError, ManifestError, RadaeError
+from radae.util.fsutil import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def scan_rows(root: str | Path, roi_pattern: str | None = None) -> pd.DataFrame:
     rows = _nifti_rows(root) + _dicom_rows(root, roi_pattern)
     if not rows:
         raise ManifestError(f"folder {root}: no image/mask pairs and no DICOM series with RTSTRUCT/SEG found "
-                            "-> masks need 'mask'/'label'/'seg' in their name or folder; see radae.manifest_scan")
+                            "-> masks need 'mask'/'label'/'seg' in their name or folder; see radae.data.scan")
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df.columns:
@@ -366,7 +366,7 @@ def write_data_manifests(out_dir: str | Path, root: str | Path | None = None) ->
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - thin wrapper
     parser = argparse.ArgumentParser(description="Regenerate data_manifests/ for the shared data ($RADAE_DATA).")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data_manifests"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "data_manifests"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     for name, df in write_data_manifests(args.out).items():

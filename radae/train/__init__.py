@@ -43,14 +43,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from radae.config import PipelineConfig, stable_hash
-from radae.errors import RadaeError, TrainError, case_message
-from radae.fsutil import atomic_write_bytes, atomic_write_text
+from radae.util.errors import RadaeError, TrainError, case_message
+from radae.util.fsutil import atomic_write_bytes, atomic_write_text
 from radae.models import build_model, count_parameters
 from radae.models.checkpoint import CHECKPOINT_FORMAT, FORMAT_VERSION, cpu_state_dict, read_torch, save_model, save_torch, unwrap
 from radae.models.losses import code_of, compute_loss, jacobian_frobenius_sq, psnr, reconstruction_loss
 from radae.models.noise import NOISE_KINDS, corrupt, noise_codes, noise_settings
 from radae.preprocess.store import load_patches, load_roi
-from radae.train_progress import TrainProgress, fmt as _g
+from radae.train.progress import TrainProgress, fmt as _g
 
 logger = logging.getLogger(__name__)
 
@@ -859,7 +859,7 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
                 diag = run_diagnostics(unwrap(ddp), final_state, split, val_data, val_codes, train_codes, resident, reader,
                                        cfg, device, metrics.rows, early.stopped, channels_last)
                 atomic_write_text(out_dir / "diagnostics.json", json.dumps(diag, indent=1, default=str))
-                from radae.hashing import file_sha256
+                from radae.util.hashing import file_sha256
 
                 summary = {
                     "model": pcfg.model.kind, "n_params": n_params, "in_channels": in_channels, "roi_size_zyx": list(roi_zyx),
@@ -914,7 +914,7 @@ def _pretrain_stage_key(ctx) -> str:
 
 def run_stage_distributed(cfg: PipelineConfig, resume: bool, force: bool, quiet: bool) -> dict:
     """The pretrain stage under torchrun: rank 0 locks the run folder and keeps ``_stage.json`` like the runner."""
-    from radae.fsutil import run_lock
+    from radae.util.fsutil import run_lock
     from radae.runner import RunContext, _read_stage_meta, _write_failures
 
     di = dist_info()
@@ -973,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
     except RadaeError as e:
         print(f"radae: error: {e}", file=sys.stderr)
         return 2
-    from radae.threads import configure_torch
+    from radae.util.threads import configure_torch
 
     configure_torch(cfg.threads, world)
     if world > 1:

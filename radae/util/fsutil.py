@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from radae.errors import RadaeError, RunLockedError
+from radae.util.errors import RadaeError, RunLockedError
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _take_over(run_dir: Path, lock_path: Path):
     """A fresh lock file (our pid, locked) renamed over ``lock_path`` if its recorded holder is dead, else None.
     Call with the guard held. Whatever still holds the old file (orphaned workers of a killed radae) keeps a lock
     on a file nobody opens any more."""
-    from radae.procutil import pid_alive
+    from radae.util.procutil import pid_alive
 
     holder = _lock_holder(lock_path)
     if holder is None or pid_alive(holder):

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from radae.config import PipelineConfig
-from radae.errors import ConfigError
-from radae.hashing import file_sha256, json_sha256
-from radae.manifest import load_manifest, pseudonymise_key_from_env
+from radae.util.errors import ConfigError
+from radae.util.hashing import file_sha256, json_sha256
+from radae.data.manifest import load_manifest, pseudonymise_key_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def ensure_imported(cfg: PipelineConfig) -> None:
     src = cfg.data.npz
     if src is None:
         return
-    from radae.errors import ConfigError
-    from radae.fsutil import atomic_write_text
-    from radae.importers import import_npz
+    from radae.util.errors import ConfigError
+    from radae.util.fsutil import atomic_write_text
+    from radae.data.npz import import_npz
 
     out = cfg.run_dir / "imported"
     stamp = out / "_import.json"
@@ -68,7 +68,7 @@ def ensure_synth(cfg: PipelineConfig) -> None:
     ensure_imported(cfg)
     if cfg.data.synth is None:
         return
-    from radae.synth import SYNTH_VERSION, generate_cohort
+    from radae.data.synth import SYNTH_VERSION, generate_cohort
 
     out = cfg.run_dir / "synth"
     s = cfg.data.synth
@@ -102,7 +102,7 @@ def outcome_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
 
 def validated_manifest(cfg: PipelineConfig, check_files: bool = True, skipped: list[dict] | None = None) -> pd.DataFrame:
     """The pipeline's manifest, validated. With ``skipped`` (a list), rows whose files are missing are left out and
-    listed there (see :func:`radae.manifest.load_manifest`); without, they are errors."""
+    listed there (see :func:`radae.data.manifest.load_manifest`); without, they are errors."""
     ensure_synth(cfg)
     key = pseudonymise_key_from_env() if cfg.data.pseudonymise_patients else None
     if cfg.data.pseudonymise_patients and not key:

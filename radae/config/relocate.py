@@ -4,7 +4,7 @@ A stage is up to date when its key is unchanged (:func:`radae.runner.stage_key`)
 sections, and the config holds absolute paths (YAML-relative paths are resolved at load time), so copying or moving a
 finished run folder, or the project, changed every key and redid every stage. Here each path-valued key is replaced
 by the content it names (a file's sha256) or left out where it cannot change a result (the cache folder). The input
-files a manifest names are keyed by the manifest's rows, not by their absolute paths (:func:`radae.ingest.input_fingerprint`).
+files a manifest names are keyed by the manifest's rows, not by their absolute paths (:func:`radae.data.sources.input_fingerprint`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ PATH_KEYS: dict[str, dict[tuple[str, ...], str]] = {
 
 
 def _content(value: Any) -> Any:
-    from radae.hashing import file_sha256
+    from radae.util.hashing import file_sha256
 
     if value is None:
         return None

@@ -44,7 +44,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
-from radae.fsutil import OutputWriteError, atomic_path, atomic_write_text
+from radae.util.fsutil import OutputWriteError, atomic_path, atomic_write_text
 from radae.io.readers import nifti_payload_problem
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from radae.errors import IngestError
-from radae.fsutil import atomic_path, atomic_write_text
+from radae.util.errors import IngestError
+from radae.util.fsutil import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

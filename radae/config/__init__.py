@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from radae.errors import ConfigError
-from radae.yamlsafe import load_bounded
+from radae.util.errors import ConfigError
+from radae.util.yamlsafe import load_bounded
 
 #: a seed every consumer takes (numpy's SeedSequence wants >= 0; torch.manual_seed and NumPy's legacy API want < 2**32)
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
@@ -32,7 +32,7 @@ def data_root() -> Path:
     env = os.environ.get("RADAE_DATA")
     if env:
         return Path(env).expanduser().resolve()
-    return (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
+    return (Path(__file__).resolve().parents[3] / "shared" / "data").resolve()
 
 
 class _Model(BaseModel):
@@ -463,8 +463,8 @@ class PipelineConfig(_Model):
 
     def section_hash(self, section: str) -> str:
         """sha256 of one section's canonical JSON (used for stage up-to-date checks); paths count by the content they
-        name, not where they are (:mod:`radae.relocate`: a copied or moved run folder stays up to date)."""
-        from radae.relocate import portable_section
+        name, not where they are (:mod:`radae.config.relocate`: a copied or moved run folder stays up to date)."""
+        from radae.config.relocate import portable_section
 
         return stable_hash(portable_section(section, getattr(self, section).model_dump(mode="json")))
 
@@ -559,7 +559,7 @@ def _short_repr(value: Any) -> str:
 
 def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (), check_files: bool = True) -> PipelineConfig:
     """Read, validate and freeze a pipeline YAML. Raises ConfigError with file and key path."""
-    from radae.pipeline_path import find_pipeline, shipped_pipelines
+    from radae.config.lookup import find_pipeline, shipped_pipelines
 
     path = find_pipeline(path)
     if not path.is_file():

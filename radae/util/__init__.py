@@ -1,0 +1,1 @@
+"""Small helpers every layer may use: files, hashes, errors, threads, progress, environment."""
