@@ -83,7 +83,8 @@ def ct_patches(root: Path, args, rng) -> tuple[dict[str, np.ndarray], np.ndarray
 def write_run(work: Path, train: dict[str, np.ndarray], modality: str) -> Path:
     import pandas as pd
 
-    from radae.preprocess.store import ROI_INDEX_COLUMNS, save_patches
+    from radae.preprocess.store import save_patches
+    from radae.runfolder import ROI_INDEX_COLUMNS
 
     run_dir = work / "run"
     rows = []

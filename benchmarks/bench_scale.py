@@ -134,7 +134,7 @@ def child(run_dir: Path) -> dict:
     import radiomics  # noqa: F401
     import torch  # noqa: F401
 
-    from radae.runner import RunContext
+    from radae.runfolder import RunContext
     from radae.stages import extract as ext
 
     cfg = _config(run_dir.parent)

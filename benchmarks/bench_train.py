@@ -40,7 +40,8 @@ def make_rois(folder: Path, n_items: int, size: int, seed: int = 0) -> Path:
     """``n_items`` synthetic ROIs (one per patient) + ``<folder>/run/preprocess/rois.parquet``; returns the run folder."""
     import pandas as pd
 
-    from radae.preprocess.store import ROI_INDEX_COLUMNS, save_roi
+    from radae.preprocess.store import save_roi
+    from radae.runfolder import ROI_INDEX_COLUMNS
 
     rng = np.random.default_rng(seed)
     run_dir = folder / "run"

@@ -86,6 +86,9 @@ def run(
     signal.signal(signal.SIGTERM, _term)
     try:
         cfg = load_pipeline(pipeline, overrides=set_)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the pretrain stage on every rank
+            _run_distributed(cfg, stages, force=force, resume=resume, quiet=quiet, verbose=verbose)
+            return
         _setup(quiet, verbose, cfg.threads)
         ctx = run_pipeline(cfg, stages=stages.split(",") if stages else None, force=force, resume=resume, quiet=quiet)
     except RunInterrupted as e:
@@ -105,6 +108,33 @@ def run(
     report = ctx.run_dir / "report" / "report.html"
     if report.exists():
         typer.echo(f"report: {report.resolve()}")
+
+
+def _run_distributed(cfg, stages: str | None, force: bool, resume: bool, quiet: bool, verbose: bool) -> None:
+    """``torchrun --nproc_per_node=K -m radae.cli run PIPELINE.yaml --stages pretrain``: DDP pretraining (gloo on CPU,
+    NCCL on GPUs); rank 0 keeps the run folder, the other ranks log warnings only."""
+    import torch
+    import torch.distributed as dist
+
+    from radae.runner import run_pretrain_distributed
+    from radae.util.threads import configure_torch
+
+    if stages != "pretrain":
+        raise RadaeError("under torchrun only the pretrain stage runs on several processes -> add --stages pretrain "
+                         "(run the other stages with a plain `radae run`)")
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.WARNING if quiet or rank else (logging.DEBUG if verbose else logging.INFO),
+                        stream=sys.stderr, force=True, datefmt="%H:%M:%S",
+                        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
+    configure_torch(cfg.threads, world)
+    backend = "nccl" if torch.cuda.is_available() and cfg.pretrain.device != "cpu" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+    try:
+        run_pretrain_distributed(cfg, resume=resume, force=force, quiet=quiet)
+    finally:
+        dist.destroy_process_group()
 
 
 @app.command()

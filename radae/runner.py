@@ -1,97 +1,51 @@
-"""Stage registry, run folder, content hashes, and skipping what is up to date.
+"""The pipeline: one explicit table of stages, their keys, and skipping what is up to date.
 
-A run folder ``<runs_dir>/<name>/`` holds ``config.resolved.yaml``, ``environment.json``, one
-sub-folder per stage, and ``failures.csv`` (all stages' per-case failures). Each stage folder
-gets ``_stage.json`` with the stage's key: the hash of its config section, of the upstream
-stages' keys and (for ingest) of the input files. A stage whose key is unchanged and whose
-``_stage.json`` says ``done`` is skipped; ``--force`` redoes it.
+:data:`STAGE_REGISTRY` lists every stage in pipeline order with the function that runs it, its upstream stages and
+the config sections its key hashes. Each stage folder gets ``_stage.json`` with the stage's key: the hash of its
+config sections, of the upstream stages' keys and (for ingest) of the input files. A stage whose key is unchanged and
+whose ``_stage.json`` says ``done`` is skipped; ``--force`` redoes it. The run folder itself (paths, failures, the
+run header) is :mod:`radae.runfolder`.
 
-Stages register themselves with :func:`stage`; the order of ``config.STAGES`` is the pipeline.
+Only :mod:`radae.cli` imports this module; the stages import :mod:`radae.runfolder`, never the runner.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
-import yaml
-
 from radae.config import STAGES, PipelineConfig, stable_hash
-from radae.util.csvsafe import to_csv_text
-from radae.util.errors import RadaeError, RunInterrupted, RunLockedError
+from radae.runfolder import FAILURE_COLUMNS, RunContext, read_stage_meta, write_failures, write_run_header
+from radae.stages import benchmark, extract, ingest, preprocess, pretrain, report
+from radae.util.errors import RadaeError, RunInterrupted, RunLockedError, TrainError
 from radae.util.fsutil import WRITE_ERRNOS, atomic_write_text, ensure_dir, output_write_error, remove_stale_temps, run_lock
 
 logger = logging.getLogger(__name__)
 
-FAILURE_COLUMNS = ["case_id", "stage", "file", "message"]
-
-
-@dataclass
+@dataclass(frozen=True)
 class StageSpec:
     name: str
-    fn: Callable[["RunContext"], None]
+    fn: Callable[[RunContext], None]
     upstream: tuple[str, ...]
     sections: tuple[str, ...]  # config sections that affect this stage
 
 
-STAGE_REGISTRY: dict[str, StageSpec] = {}
-
-
-def stage(name: str, upstream: tuple[str, ...] = (), sections: tuple[str, ...] = ()):
-    """Register a stage function ``fn(ctx)``. ``sections`` defaults to ``(name,)``."""
-    assert name in STAGES, name
-
-    def deco(fn):
-        STAGE_REGISTRY[name] = StageSpec(name, fn, upstream, sections or (name,))
-        return fn
-
-    return deco
-
-
-@dataclass
-class RunContext:
-    cfg: PipelineConfig
-    run_dir: Path
-    force: bool = False
-    resume: bool = False
-    quiet: bool = False
-    stage_name: str = ""
-    failures: list[dict] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)  # e.g. stage-to-stage in-memory hints
-
-    @property
-    def seed(self) -> int:
-        return self.cfg.seed
-
-    def stage_dir(self, name: str | None = None) -> Path:
-        return ensure_dir(self.run_dir / (name or self.stage_name))
-
-    def fail(self, case_id: str | None, message: str, file: str | os.PathLike | None = None) -> None:
-        """Record a per-case failure (goes to <stage>/failures.csv and the run's failures.csv)."""
-        prefix = f"case {case_id}: "
-        logger.warning("%s: %s%s", self.stage_name, "" if message.startswith(prefix) else prefix, message)
-        self.failures.append(
-            {"case_id": case_id, "stage": self.stage_name, "file": "" if file is None else str(file), "message": message}
-        )
-
-    @property
-    def cache_dir(self) -> Path:
-        d = self.cfg.preprocess.cache_dir or (self.cfg.runs_dir / "cache")
-        return ensure_dir(Path(d).resolve())
-
-
-def _ensure_stages_imported() -> None:
-    # Importing registers the stages; kept here so `import radae` has no side effects.
-    import importlib
-
-    for name in STAGES:
-        importlib.import_module(f"radae.stages.{name}")
+#: every stage, in pipeline order (the order of ``config.STAGES``, checked below)
+STAGE_REGISTRY: dict[str, StageSpec] = {s.name: s for s in (
+    StageSpec("ingest", ingest.run, (), ("data",)),
+    StageSpec("preprocess", preprocess.run, ("ingest",), ("preprocess",)),
+    StageSpec("pretrain", pretrain.run, ("preprocess",), ("pretrain",)),
+    StageSpec("extract", extract.run, ("ingest", "preprocess", "pretrain"), ("extract",)),
+    StageSpec("benchmark", benchmark.run, ("ingest", "preprocess", "extract"), ("benchmark", "extract")),
+    # the report's key includes every upstream stage's, so it is rebuilt whenever anything it reports on changed
+    StageSpec("report", report.run, ("ingest", "preprocess", "pretrain", "extract", "benchmark"), ("report",)),
+)}
+if tuple(STAGE_REGISTRY) != STAGES:  # config validates `stages:` against config.STAGES; both must be one list
+    raise RuntimeError(f"runner.STAGE_REGISTRY {tuple(STAGE_REGISTRY)} differs from config.STAGES {STAGES}")
 
 
 def stage_key(ctx: RunContext, spec: StageSpec, keys: dict[str, str]) -> str:
@@ -105,38 +59,6 @@ def stage_key(ctx: RunContext, spec: StageSpec, keys: dict[str, str]) -> str:
     return stable_hash(parts)
 
 
-def _read_stage_meta(d: Path) -> dict:
-    p = d / "_stage.json"
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_failures(ctx: RunContext, name: str) -> None:
-    d = ctx.stage_dir(name)
-    df = pd.DataFrame(ctx.failures, columns=FAILURE_COLUMNS)
-    atomic_write_text(d / "failures.csv", to_csv_text(df))
-    # run-level failures.csv = concatenation of every stage's, in pipeline order
-    frames = []
-    for s in STAGES:
-        f = ctx.run_dir / s / "failures.csv"
-        if f.exists():
-            frames.append(pd.read_csv(f, dtype=str, keep_default_na=False))
-    allf = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FAILURE_COLUMNS)
-    atomic_write_text(ctx.run_dir / "failures.csv", to_csv_text(allf))
-
-
-def write_run_header(ctx: RunContext, device: bool = True) -> None:
-    """config.resolved.yaml and environment.json (``device=False``: without torch's device and thread facts, which
-    import torch; for ``radae features`` without a model)."""
-    from radae.util.environment import environment_info
-
-    cfg_dump = ctx.cfg.model_dump(mode="json")
-    atomic_write_text(ctx.run_dir / "config.resolved.yaml", yaml.safe_dump(cfg_dump, sort_keys=False))
-    atomic_write_text(ctx.run_dir / "environment.json", json.dumps(environment_info(device=device), indent=2, default=str))
-
-
 def run_pipeline(
     cfg: PipelineConfig,
     stages: list[str] | None = None,
@@ -145,7 +67,6 @@ def run_pipeline(
     quiet: bool = False,
 ) -> RunContext:
     """Run the configured stages in order, skipping up-to-date ones. Returns the context."""
-    _ensure_stages_imported()
     run_dir = cfg.run_dir
     wanted = [s for s in STAGES if s in cfg.stages and (stages is None or s in stages)]
     unknown = [s for s in (stages or []) if s not in STAGES]
@@ -181,7 +102,7 @@ def _interrupted(ctx: RunContext, name: str, key: str, elapsed: float) -> RunInt
     msg = (f"stage {name} interrupted after {elapsed:.1f} s; its outputs are incomplete and were not used -> run "
            "again to redo it (pretrain and extract continue from their checkpoints / partial results with --resume)")
     with contextlib.suppress(OSError, RadaeError):
-        _write_failures(ctx, name)
+        write_failures(ctx, name)
     with contextlib.suppress(OSError, RadaeError):
         atomic_write_text(ctx.run_dir / name / "_stage.json", json.dumps(
             {"status": "interrupted", "key": key, "seconds": round(elapsed, 3), "message": msg}))
@@ -195,21 +116,21 @@ def _run_stages(ctx: RunContext, wanted: list[str]) -> None:
     write_run_header(ctx)
     keys: dict[str, str] = {}
     for name in STAGES:
-        if name not in cfg.stages or name not in STAGE_REGISTRY:
+        if name not in cfg.stages:
             continue
         spec = STAGE_REGISTRY[name]
         ctx.stage_name = name
         key = stage_key(ctx, spec, keys)
         keys[name] = key
         sdir = run_dir / name
-        meta = _read_stage_meta(sdir)
+        meta = read_stage_meta(sdir)
         if name not in wanted:
             continue
         if not force and meta.get("status") == "done" and meta.get("key") == key:
             logger.info("stage %s: up to date, skipped", name)
             ctx.extra.setdefault("skipped", []).append(name)
             continue
-        metas = {u: _read_stage_meta(run_dir / u) for u in spec.upstream if u in cfg.stages}
+        metas = {u: read_stage_meta(run_dir / u) for u in spec.upstream if u in cfg.stages}
         missing = [u for u, m in metas.items() if m.get("status") != "done"]
         if missing:
             raise RadaeError(f"stage {name}: upstream stage(s) {missing} have not completed in {run_dir}; run them first")
@@ -227,7 +148,7 @@ def _run_stages(ctx: RunContext, wanted: list[str]) -> None:
         except KeyboardInterrupt:
             raise _interrupted(ctx, name, key, time.perf_counter() - t0) from None
         elapsed = time.perf_counter() - t0
-        _write_failures(ctx, name)
+        write_failures(ctx, name)
         atomic_write_text(
             sdir / "_stage.json",
             json.dumps({"status": "done", "key": key, "seconds": round(elapsed, 3), "failures": len(ctx.failures)}),
@@ -236,4 +157,63 @@ def _run_stages(ctx: RunContext, wanted: list[str]) -> None:
         logger.info("stage %s: done in %.1fs (%d failures)", name, elapsed, len(ctx.failures))
 
 
-__all__ = ["stage", "RunContext", "run_pipeline", "STAGE_REGISTRY", "RunLockedError"]
+# ----------------------------------------------------------------------------- torchrun: the pretrain stage on K ranks
+def _stage_keys(ctx: RunContext, upto: str) -> dict[str, str]:
+    """Keys of the configured stages up to and including ``upto`` (pipeline order)."""
+    keys: dict[str, str] = {}
+    for name in STAGES:
+        if name in ctx.cfg.stages:
+            keys[name] = stage_key(ctx, STAGE_REGISTRY[name], keys)
+        if name == upto:
+            return keys
+    return keys
+
+
+def run_pretrain_distributed(cfg: PipelineConfig, resume: bool = False, force: bool = False, quiet: bool = False) -> RunContext:
+    """The pretrain stage under torchrun (``torchrun --nproc_per_node=K -m radae.cli run PIPELINE.yaml --stages
+    pretrain``): rank 0 locks the run folder and keeps ``_stage.json`` as :func:`run_pipeline` does; every rank trains."""
+    import torch.distributed as dist
+
+    from radae.train import dist_info, run_training
+
+    di = dist_info()
+    run_dir = cfg.run_dir
+    if "pretrain" not in cfg.stages:
+        raise TrainError("pretrain is not in this pipeline's stages -> add it to 'stages'")
+    ctx = RunContext(cfg=cfg, run_dir=run_dir, force=force, resume=resume, quiet=quiet, stage_name="pretrain")
+    with contextlib.ExitStack() as stack:
+        verdict, key = ["run", ""], ""
+        if di.is_main:
+            try:
+                stack.enter_context(run_lock(run_dir))
+                key = _stage_keys(ctx, "pretrain")["pretrain"]
+                if read_stage_meta(run_dir / "preprocess").get("status") != "done":
+                    raise TrainError(f"stage pretrain: preprocess has not completed in {run_dir}; run `radae run` first")
+                meta = read_stage_meta(run_dir / "pretrain")
+                if not force and meta.get("status") == "done" and meta.get("key") == key:
+                    verdict = ["skip", ""]
+                else:
+                    ctx.stage_dir("pretrain")
+                    atomic_write_text(run_dir / "pretrain" / "_stage.json",
+                                      json.dumps({"status": "running", "key": key, "started": time.time()}))
+            except RadaeError as e:
+                verdict = ["error", str(e)]
+        if di.world > 1:
+            dist.broadcast_object_list(verdict, src=0)
+        if verdict[0] == "error":
+            raise TrainError(verdict[1])
+        if verdict[0] == "skip":
+            logger.info("stage pretrain: up to date, skipped")
+            ctx.extra.setdefault("skipped", []).append("pretrain")
+            return ctx
+        t0 = time.perf_counter()
+        run_training(cfg, run_dir, resume=resume, fail=ctx.fail, quiet=quiet)
+        if di.is_main:
+            write_failures(ctx, "pretrain")
+            atomic_write_text(run_dir / "pretrain" / "_stage.json", json.dumps(
+                {"status": "done", "key": key, "seconds": round(time.perf_counter() - t0, 3), "failures": len(ctx.failures)}))
+        ctx.extra.setdefault("ran", []).append("pretrain")
+        return ctx
+
+
+__all__ = ["RunContext", "run_pipeline", "run_pretrain_distributed", "STAGE_REGISTRY", "FAILURE_COLUMNS", "RunLockedError"]

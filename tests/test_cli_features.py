@@ -65,7 +65,7 @@ def test_features_bad_input_is_one_line(cohort, tmp_path):
 
 def test_failure_warning_has_one_case_prefix():
     from radae.util.errors import case_message
-    from radae.runner import RunContext
+    from radae.runfolder import RunContext
 
     buf = io.StringIO()
     handler = logging.StreamHandler(buf)

@@ -17,7 +17,7 @@ import yaml
 from radae.config import load_pipeline
 from radae.util.errors import RadaeError, RunLockedError
 from radae.util.fsutil import TEMP_PREFIX, run_lock
-from radae.runner import FAILURE_COLUMNS, STAGE_REGISTRY, _ensure_stages_imported, run_pipeline
+from radae.runner import FAILURE_COLUMNS, STAGE_REGISTRY, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,6 @@ def _yaml(tmp_path, stages=("ingest", "preprocess", "pretrain", "extract")) -> P
 @pytest.fixture
 def light_stages(monkeypatch):
     """pretrain/extract with their real keying but a body that records the call and writes one file."""
-    _ensure_stages_imported()
     calls = []
 
     def body(name):

@@ -99,7 +99,7 @@ def manifest_features(manifest: Path, out: Path, params: Path | None = None, job
                       image_types=None, executor: str = "process", quiet: bool = False) -> dict:
     """Every manifest row through ingest (+ preprocess with ``model``) and the extract stage's table writer."""
     from radae.util.fsutil import ensure_dir, run_lock
-    from radae.runner import RunContext, write_run_header
+    from radae.runfolder import RunContext, write_run_header
 
     meta = _model_meta(Path(model)) if model is not None else None
     cfg = _config(manifest, out, params, jobs, image_types, meta, executor)
@@ -122,13 +122,13 @@ def manifest_features(manifest: Path, out: Path, params: Path | None = None, job
 
 
 def _stage(ctx, name: str, fn):
-    from radae.runner import _write_failures
+    from radae.runfolder import write_failures
 
     ctx.stage_name, ctx.failures = name, []
     try:
         return fn()
     finally:
-        _write_failures(ctx, name)
+        write_failures(ctx, name)
 
 
 def _ingest(ctx) -> None:

@@ -8,7 +8,7 @@ ROI file (``.npz``, uncompressed, in the cache):
 
 Patch file (``.npz``): ``patches`` float32 (N, Z, Y, X) random whole-volume patches, same size/spacing.
 
-The index table ``<run>/preprocess/rois.parquet`` has one row per lesion, see ``ROI_INDEX_COLUMNS``.
+The index table ``<run>/preprocess/rois.parquet`` has one row per lesion, see ``radae.runfolder.ROI_INDEX_COLUMNS``.
 """
 from __future__ import annotations
 
@@ -18,21 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from radae.util.fsutil import atomic_path
-
-ROI_INDEX_COLUMNS = [
-    "case_id", "patient_id", "modality",
-    "roi_path",            # npz (image, mask) at target spacing, normalised
-    "patches_path",        # npz of random patches for pretraining ("" if none)
-    "radiomics_image",     # NIfTI: lesion bbox + margin, raw intensities, resampled grid
-    "radiomics_mask",      # NIfTI: matching mask (uint8 0/1)
-    "image_sha256", "mask_sha256", "preprocess_key",
-    "orig_spacing_x", "orig_spacing_y", "orig_spacing_z",
-    "spacing_x", "spacing_y", "spacing_z",
-    "roi_z", "roi_y", "roi_x",
-    "lesion_volume_ml",    # from the original-grid mask
-    "voxel_count",         # lesion voxels on the original grid
-    "is_evaluation",       # patient is an evaluation patient (excluded from pretraining by default)
-]
 
 
 @dataclass(frozen=True)

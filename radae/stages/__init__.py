@@ -1,6 +1,6 @@
-"""The pipeline's stages, one module each (order: config.STAGES).
+"""The pipeline's stages, one module each: read inputs through :mod:`radae.runfolder`, call the library, write outputs.
 
-Importing a stage module registers it with radae.runner; :func:`radae.runner._ensure_stages_imported` imports all of
-them. The package itself imports none, so ``from radae.stages import extract`` (``radae features``) does not pay for
-the benchmark stage's scikit-learn imports.
+Each module has ``run(ctx)``; :data:`radae.runner.STAGE_REGISTRY` lists them in pipeline order with their upstream
+stages and config sections. The package itself imports none, so ``from radae.stages import extract`` does not pay
+for the benchmark stage's scikit-learn imports.
 """

@@ -104,7 +104,7 @@ from radae.evaluate import (baselines, comparisons, cv, external, harmonise, inf
                             redundancy, robustness, stats, survival_window)
 from radae.evaluate.survival import km_curves, survival_y
 from radae.util.fsutil import atomic_path, atomic_write_text
-from radae.runner import RunContext, stage
+from radae.runfolder import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -1099,7 +1099,6 @@ def _lesion_frame(run_dir: Path, key: str, cohort: Cohort, pattern: re.Pattern) 
     return t[cols].apply(pd.to_numeric, errors="coerce")
 
 
-@stage("benchmark", upstream=("ingest", "preprocess", "extract"), sections=("benchmark", "extract"))
 def run(ctx: RunContext) -> None:
     extractor, reason = (None, "")
     if ctx.cfg.benchmark.robustness.enabled:

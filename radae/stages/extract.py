@@ -53,7 +53,7 @@ from radae.features import table as tbl
 from radae.features.outcomes import write_outcomes
 from radae.util.fsutil import atomic_path, atomic_write_text, replace_write_text
 from radae.util.progress import progress_iter
-from radae.runner import RunContext, stage
+from radae.runfolder import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -373,7 +373,6 @@ def _wavelet_name(specs: dict[str, hc.RadiomicsSpec]) -> str:
     return " / ".join(sorted(names))
 
 
-@stage("extract", upstream=("ingest", "preprocess", "pretrain"), sections=("extract",))
 def run(ctx: RunContext) -> None:
     ecfg = ctx.cfg.extract
     if not ecfg.latent.enabled and not ecfg.radiomics.enabled:

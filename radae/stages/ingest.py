@@ -8,7 +8,7 @@ from radae.util.errors import IngestError, case_message
 from radae.util.fsutil import atomic_path
 from radae.util.hashing import file_sha256
 from radae.data.sources import evaluation_patients, holdout_patients, validated_manifest
-from radae.runner import RunContext, stage
+from radae.runfolder import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ def _hash_or_fail(ctx: RunContext, df, skipped: list[dict]):
     return out
 
 
-@stage("ingest", sections=("data",))
 def run(ctx: RunContext) -> None:
     skipped: list[dict] = []
     df = validated_manifest(ctx.cfg, skipped=skipped)

@@ -14,9 +14,9 @@ from radae.features.parallel import single_threaded_worker
 from radae.util.fsutil import atomic_path, atomic_write_text
 from radae.util.procutil import die_with_parent
 from radae.preprocess.lesion import safe_preprocess_lesion
-from radae.preprocess.store import ROI_INDEX_COLUMNS
+from radae.runfolder import ROI_INDEX_COLUMNS
 from radae.util.progress import progress_iter
-from radae.runner import RunContext, stage
+from radae.runfolder import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ def preprocess_lesions(rows: list[dict], cfg, cache_dir, seed: int, quiet: bool 
     return results
 
 
-@stage("preprocess", upstream=("ingest",), sections=("preprocess",))
 def run(ctx: RunContext) -> None:
     cfg = ctx.cfg.preprocess
     cases = pd.read_parquet(ctx.run_dir / "ingest" / "cases.parquet")

@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 
 from radae.report.build import build_report
-from radae.runner import RunContext, stage
+from radae.runfolder import RunContext
 
 logger = logging.getLogger(__name__)
 
 
-@stage("report", upstream=("ingest", "preprocess", "pretrain", "extract", "benchmark"), sections=("report",))
 def run(ctx: RunContext) -> None:
     cfg = ctx.cfg.report
     result = build_report(ctx.run_dir, ctx.stage_dir(), title=cfg.title, max_rows=cfg.max_rows)

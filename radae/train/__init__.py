@@ -2,11 +2,11 @@
 
 Normally run as the ``pretrain`` stage of ``radae run`` (one process). For several GPUs::
 
-    torchrun --nproc_per_node=K -m radae.train PIPELINE.yaml [--resume] [--force] [--set key=value ...]
+    torchrun --nproc_per_node=K -m radae.cli run PIPELINE.yaml --stages pretrain [--resume] [--force] [--set k=v]
 
 which trains with DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 holds the run lock and writes every
-file; ``pretrain.batch_size`` is per process (global batch = K * batch_size). ``python -m radae.train`` without
-torchrun is the same as ``radae run --stages pretrain``.
+file (:func:`radae.runner.run_pretrain_distributed`); ``pretrain.batch_size`` is per process (global batch =
+K * batch_size).
 
 Data: every ROI (``rois.parquet`` -> ``roi_path``, image + optional mask channel) and every random whole-volume
 patch (``patches_path``) of non-evaluation patients; validation = all items of a random ``val_fraction`` of the
@@ -894,103 +894,3 @@ def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
             torch.backends.cudnn.benchmark = prev_bench
             if pcfg.deterministic and device.type == "cuda":
                 torch.use_deterministic_algorithms(prev_det)
-
-
-# ----------------------------------------------------------------------------- torchrun entry point
-def _pretrain_stage_key(ctx) -> str:
-    from radae.config import STAGES
-    from radae.runner import STAGE_REGISTRY, _ensure_stages_imported, stage_key
-
-    _ensure_stages_imported()
-    keys: dict[str, str] = {}
-    for name in STAGES:
-        if name not in ctx.cfg.stages or name not in STAGE_REGISTRY:
-            continue
-        keys[name] = stage_key(ctx, STAGE_REGISTRY[name], keys)
-        if name == "pretrain":
-            return keys[name]
-    raise TrainError("pretrain is not in this pipeline's stages -> add it to 'stages'")
-
-
-def run_stage_distributed(cfg: PipelineConfig, resume: bool, force: bool, quiet: bool) -> dict:
-    """The pretrain stage under torchrun: rank 0 locks the run folder and keeps ``_stage.json`` like the runner."""
-    from radae.util.fsutil import run_lock
-    from radae.runner import RunContext, _read_stage_meta, _write_failures
-
-    di = dist_info()
-    run_dir = cfg.run_dir
-    ctx = RunContext(cfg=cfg, run_dir=run_dir, force=force, resume=resume, quiet=quiet, stage_name="pretrain")
-    with contextlib.ExitStack() as stack:
-        verdict = ["run", ""]
-        if di.is_main:
-            try:
-                stack.enter_context(run_lock(run_dir))
-                key = _pretrain_stage_key(ctx)
-                if _read_stage_meta(run_dir / "preprocess").get("status") != "done":
-                    raise TrainError(f"stage pretrain: preprocess has not completed in {run_dir}; run `radae run` first")
-                meta = _read_stage_meta(run_dir / "pretrain")
-                if not force and meta.get("status") == "done" and meta.get("key") == key:
-                    verdict = ["skip", ""]
-                else:
-                    ctx.stage_dir("pretrain")
-                    atomic_write_text(run_dir / "pretrain" / "_stage.json",
-                                      json.dumps({"status": "running", "key": key, "started": time.time()}))
-            except RadaeError as e:
-                verdict = ["error", str(e)]
-        if di.world > 1:
-            dist.broadcast_object_list(verdict, src=0)
-        if verdict[0] == "error":
-            raise TrainError(verdict[1])
-        if verdict[0] == "skip":
-            logger.info("stage pretrain: up to date, skipped")
-            return {}
-        t0 = time.perf_counter()
-        summary = run_training(cfg, run_dir, resume=resume, fail=ctx.fail, quiet=quiet)
-        if di.is_main:
-            _write_failures(ctx, "pretrain")
-            atomic_write_text(run_dir / "pretrain" / "_stage.json", json.dumps(
-                {"status": "done", "key": key, "seconds": round(time.perf_counter() - t0, 3), "failures": len(ctx.failures)}))
-        return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``[torchrun --nproc_per_node=K] python -m radae.train PIPELINE.yaml [--resume] [--force] [--set k=v]``."""
-    ap = argparse.ArgumentParser(prog="python -m radae.train", description="Run the pretrain stage (DDP-aware under torchrun).")
-    ap.add_argument("pipeline", type=Path)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="override a config key: key.path=value")
-    ap.add_argument("--resume", action="store_true", help="continue from pretrain/checkpoints/last.pt")
-    ap.add_argument("--force", action="store_true", help="train even if the stage is up to date")
-    ap.add_argument("--quiet", "-q", action="store_true")
-    args = ap.parse_args(argv)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.WARNING if args.quiet or rank else logging.INFO, stream=sys.stderr, force=True,
-                        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from radae.config import load_pipeline
-
-    try:
-        cfg = load_pipeline(args.pipeline, overrides=args.overrides)
-    except RadaeError as e:
-        print(f"radae: error: {e}", file=sys.stderr)
-        return 2
-    from radae.util.threads import configure_torch
-
-    configure_torch(cfg.threads, world)
-    if world > 1:
-        backend = "nccl" if torch.cuda.is_available() and cfg.pretrain.device != "cpu" else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
-    try:
-        run_stage_distributed(cfg, resume=args.resume, force=args.force, quiet=args.quiet)
-    except RadaeError as e:
-        print(f"radae: error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from radae.preprocess.store import ROI_INDEX_COLUMNS, save_roi
+from radae.preprocess.store import save_roi
+from radae.runfolder import ROI_INDEX_COLUMNS
 
 ROI = 16
 MODEL = {"channels": [4, 8], "strides": [2, 2], "latent_dim": 6, "num_res_units": 0, "norm": "instance"}

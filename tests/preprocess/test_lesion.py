@@ -8,7 +8,8 @@ import SimpleITK as sitk
 from radae.config import PreprocessConfig
 from radae.util.hashing import file_sha256
 from radae.preprocess.lesion import preprocess_lesion
-from radae.preprocess.store import ROI_INDEX_COLUMNS, load_patches, load_roi
+from radae.preprocess.store import load_patches, load_roi
+from radae.runfolder import ROI_INDEX_COLUMNS
 
 from .conftest import write_case
 

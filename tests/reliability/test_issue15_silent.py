@@ -203,12 +203,12 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_parquet_keeps_th
 
 
 def test_failures_csv_neutralises_formula_ids(tmp_path):
-    from radae.runner import RunContext, _write_failures
+    from radae.runfolder import RunContext, write_failures
 
     cfg = load_pipeline(_tiny_cfg(tmp_path))
     ctx = RunContext(cfg=cfg, run_dir=tmp_path / "run", stage_name="preprocess")
     ctx.fail("=cmd|' /C calc'!A0", "bad", "x")
-    _write_failures(ctx, "preprocess")
+    write_failures(ctx, "preprocess")
     text = (tmp_path / "run" / "failures.csv").read_text()
     assert "'=cmd" in text and "\n=cmd" not in text
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radae.preprocess.store import ROI_INDEX_COLUMNS, save_patches, save_roi
+from radae.preprocess.store import save_patches, save_roi
+from radae.runfolder import ROI_INDEX_COLUMNS
 
 SIZE = 16
 

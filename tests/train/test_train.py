@@ -123,7 +123,7 @@ def test_kill_minus_9_and_resume_gives_the_same_weights(tmp_path):
     make_preprocessed_run(run_dir, modalities=("CT", "MR"))
     yaml_path = tiny_yaml(tmp_path / "k" / "p.yaml", tmp_path / "k" / "runs", pretrain=pre)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "radae.train", str(yaml_path), "-q"], env=env, cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "radae.cli", "run", str(yaml_path), "--stages", "pretrain", "-q"], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = run_dir / "pretrain" / "checkpoints" / "last.pt"
     deadline = time.time() + 120
@@ -201,7 +201,7 @@ def test_ddp_two_gloo_processes_train_and_write_one_checkpoint(tmp_path):
     yaml_path = tiny_yaml(tmp_path / "p.yaml", tmp_path / "runs", pretrain={"steps": 4})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "radae.train", str(yaml_path), "-q"], env=env, cwd=tmp_path, capture_output=True,
+                          "-m", "radae.cli", "run", str(yaml_path), "--stages", "pretrain", "-q"], env=env, cwd=tmp_path, capture_output=True,
                          text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     out = run_dir / "pretrain"
