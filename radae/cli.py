@@ -1,4 +1,5 @@
-"""The ``radae`` command line: parses arguments, configures logging/threads, calls the runner. Nothing else."""
+"""The ``radae`` command line, radae's only entry point: parses arguments, configures logging and threads, calls
+the runner or the library. ``python -m radae.cli`` is the same (torchrun uses it)."""
 from __future__ import annotations
 
 import json
@@ -276,6 +277,60 @@ def features(
         typer.echo(f"failures: {res['failures']} (see {res['work'] / 'failures.csv'})")
 
 
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="run folder, e.g. runs/demo"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output folder (default RUN_DIR/report)"),
+    title: Optional[str] = typer.Option(None, "--title"),
+) -> None:
+    """Rebuild a run's HTML report from its run folder, without recomputing anything."""
+    from radae.report.build import build_report
+
+    _setup(False, False, torch_threads=False)
+    try:
+        if not run_dir.is_dir():
+            raise RadaeError(f"run folder {run_dir} not found -> give the folder runs/<name> of a pipeline run")
+        result = build_report(run_dir, out, title=title)
+    except RadaeError as e:
+        _fail(e)
+    typer.echo(f"report: {result.html_path.resolve()}")
+
+
+@app.command()
+def ibsi(
+    out: Path = typer.Option(..., "--out", help="CSV file to write (radae/params/ibsi_compliance.csv is the shipped one)"),
+    data_root_: Optional[Path] = typer.Option(None, "--data-root", help="shared data folder (default: $RADAE_DATA)"),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="comma list (default: all): phantom,A,B,C,D,E"),
+) -> None:
+    """IBSI 1 compliance of PyRadiomics as radae runs it, against the IBSI reference values."""
+    from radae.config import data_root
+    from radae.features.ibsi import DATASETS, compliance_table
+    from radae.util.fsutil import atomic_write_text
+
+    _setup(False, False, torch_threads=False)
+    root = data_root_ or data_root()
+    names = tuple(d.strip() for d in datasets.split(",")) if datasets else tuple(DATASETS)
+    try:
+        unknown = [d for d in names if d not in DATASETS]
+        if unknown:
+            raise RadaeError(f"--datasets: unknown {unknown}; known: {', '.join(DATASETS)}")
+        if not (root / "ibsi" / "reference_values").is_dir():
+            raise RadaeError(f"no IBSI data under {root} -> set RADAE_DATA or --data-root")
+        table = compliance_table(root, names)
+    except RadaeError as e:
+        _fail(e)
+    atomic_write_text(out, table.to_csv(index=False, lineterminator="\n"))
+    typer.echo(f"wrote {out} ({len(table)} rows)")
+    typer.echo(table.groupby(["dataset", "status"], sort=False).size().to_string())
+
+
+@app.command()
+def reference() -> None:
+    """Print the pipeline YAML reference (every key, type and default) as Markdown; the README's table is this."""
+    from radae.config.doc import markdown
+
+    typer.echo(markdown())
+
 @manifest_app.command("scan")
 def manifest_scan(
     folder: Path = typer.Argument(..., help="folder of NIfTI image/mask pairs or DICOM studies"),
@@ -290,6 +345,20 @@ def manifest_scan(
         _fail(e)
     typer.echo(f"wrote {len(df)} rows to {out}")
 
+
+@manifest_app.command("examples")
+def manifest_examples(
+    out: Path = typer.Option(Path("data_manifests"), "--out", help="folder for the example manifests"),
+) -> None:
+    """Regenerate the example manifests of the shared real data (paths written as ${RADAE_DATA}/...)."""
+    from radae.data.scan import write_data_manifests
+
+    _setup(False, False, torch_threads=False)
+    try:
+        for name, df in write_data_manifests(out).items():
+            typer.echo(f"{out / name}: {len(df)} rows")
+    except RadaeError as e:
+        _fail(e)
 
 @import_app.command("npz")
 def import_npz_cmd(
@@ -314,9 +383,5 @@ def import_npz_cmd(
     typer.echo(f"wrote {len(df)} cases to {out}")
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover  (python -m radae.cli, e.g. under torchrun)
     app()

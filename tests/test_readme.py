@@ -11,7 +11,7 @@ def test_readme_config_reference_matches_models():
     start, end = "<!-- config-reference:start -->\n", "\n<!-- config-reference:end -->"
     assert start in text and end in text, "README lost its config-reference markers"
     block = text.split(start, 1)[1].split(end, 1)[0]
-    assert block.strip() == markdown().strip(), "README reference is stale: regenerate with python -m radae.config.doc"
+    assert block.strip() == markdown().strip(), "README reference is stale: regenerate with radae reference"
 
 
 def test_readme_names_the_two_commands():

@@ -22,12 +22,11 @@ PatientID (use ``data.pseudonymise_patients`` to hash it at load time); an empty
 the first folder below ``root`` with a warning, and an unreadable one stops the scan (patient grouping decides the
 folds, so it never changes silently).
 
-``python -m radae.data.scan [--out data_manifests]`` regenerates the example manifests for the
+``radae manifest examples [--out data_manifests]`` regenerates the example manifests for the
 shared real data (``data_manifests/*.csv``) with paths written as ``${RADAE_DATA}/...``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -362,16 +361,3 @@ def write_data_manifests(out_dir: str | Path, root: str | Path | None = None) ->
     for name, df in manifests.items():
         atomic_write_text(Path(out_dir) / name, df.to_csv(index=False))
     return manifests
-
-
-def main(argv: list[str] | None = None) -> None:  # pragma: no cover - thin wrapper
-    parser = argparse.ArgumentParser(description="Regenerate data_manifests/ for the shared data ($RADAE_DATA).")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "data_manifests"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    for name, df in write_data_manifests(args.out).items():
-        print(f"{Path(args.out) / name}: {len(df)} rows")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -45,7 +45,7 @@ import SimpleITK as sitk
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from radae.util.fsutil import OutputWriteError, atomic_path, atomic_write_text
-from radae.io.readers import nifti_payload_problem
+from radae.io.nifti import nifti_payload_problem
 
 logger = logging.getLogger(__name__)
 

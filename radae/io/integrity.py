@@ -1,12 +1,12 @@
 """Whole-file checks of inputs that readers would otherwise accept silently: gzip CRC and non-orthogonal axes.
 
-- :func:`nifti_problem`: :func:`radae.io.readers.nifti_payload_problem` (truncation, bad header, NaN voxels,
+- :func:`nifti_problem`: :func:`radae.io.nifti.nifti_payload_problem` (truncation, bad header, NaN voxels,
   and, for ``.nii.gz``, the whole compressed stream read to its end so gzip checks its CRC-32 and length: one
   flipped bit is a CRC error that ITK ignores). The verdict is memoised by the file's content sha256
   (:func:`radae.util.hashing.file_sha256`, itself memoised by path, size and mtime), so each file is verified once
   per process however many stages or checks read it.
-- :func:`direction_problem`: a direction matrix whose axes are not orthonormal (sheared, scaled) is not a
-  rotation; resampling would write it as one and move the voxels.
+- :func:`radae.io.nifti.direction_problem`: a direction matrix whose axes are not orthonormal (sheared, scaled) is
+  not a rotation; resampling would write it as one and move the voxels.
 - :func:`manifest_file_problems`: both checks' file-level part for every NIfTI image/mask of a manifest, for
   ``radae validate`` (which must refuse what ``radae run`` would).
 """
@@ -15,12 +15,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
-
+from radae.io.nifti import nifti_payload_problem
 from radae.util.hashing import file_sha256
-
-#: largest |D^T D - I| entry accepted for a direction matrix (same tolerance as image/mask direction checks)
-ORTHO_ATOL = 1e-3
 
 _VERDICTS: dict[str, tuple[str, str] | None] = {}
 _LOCK = threading.Lock()
@@ -31,9 +27,7 @@ def is_nifti(path: str | Path) -> bool:
 
 
 def nifti_problem(path: str | Path) -> tuple[str, str] | None:
-    """``(kind, text)`` for a damaged NIfTI file (see :func:`radae.io.readers.nifti_payload_problem`), or None."""
-    from radae.io.readers import nifti_payload_problem
-
+    """``(kind, text)`` for a damaged NIfTI file (see :func:`radae.io.nifti.nifti_payload_problem`), or None."""
     try:
         digest = file_sha256(path)
     except OSError:
@@ -47,19 +41,6 @@ def nifti_problem(path: str | Path) -> tuple[str, str] | None:
     return verdict
 
 
-def direction_problem(direction) -> str | None:
-    """Why a 3x3 row-major direction matrix is not a rotation/reflection (axes not unit length or not at right
-    angles), or None."""
-    d = np.asarray(direction, dtype=float).reshape(3, 3)
-    gram = d.T @ d
-    if not np.all(np.isfinite(d)) or not np.allclose(gram, np.eye(3), atol=ORTHO_ATOL):
-        cols = [d[:, i] for i in range(3)]
-        angles = [float(np.degrees(np.arccos(np.clip(cols[a] @ cols[b] / max(np.linalg.norm(cols[a]) * np.linalg.norm(cols[b]), 1e-12), -1, 1))))
-                  for a, b in ((0, 1), (0, 2), (1, 2))]
-        return ("direction cosines are not orthonormal (sheared or scaled axes; angles between axes "
-                f"{', '.join(f'{a:.2f}' for a in angles)} degrees, lengths "
-                f"{', '.join(f'{np.linalg.norm(c):.3f}' for c in cols)})")
-    return None
 
 
 def manifest_file_problems(df) -> list[str]:

@@ -1,17 +1,15 @@
 """Dispatch by file kind; all geometry checks between image and mask live here."""
 from __future__ import annotations
 
-import gzip
 import logging
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from radae.util.errors import IngestError, case_message
-from radae.io.integrity import direction_problem, is_nifti, nifti_problem
+from radae.io.integrity import is_nifti, nifti_problem
+from radae.io.nifti import SHEAR_HINT, direction_problem, fmt_values
 from radae.io.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -19,108 +17,6 @@ logger = logging.getLogger(__name__)
 SPACING_RTOL = 1e-3
 ORIGIN_ATOL_MM = 1e-2
 DIRECTION_ATOL = 1e-3
-
-
-def _fmt(values, nd: int = 4) -> str:
-    """(1.0, 2.5, 3.0) for messages (plain floats, never numpy reprs)."""
-    return "(" + ", ".join(f"{round(float(v), nd) + 0.0:g}" for v in values) + ")"
-
-
-_SHEAR_HINT = ("radae needs an orthogonal voxel grid; resample the volume onto one (e.g. with 3D Slicer or SimpleITK) "
-               "and fix the header")
-
-# NIfTI datatype codes of floating-point voxels -> numpy dtype (little endian; byte-swapped when needed)
-_NIFTI_FLOAT = {16: "f4", 64: "f8"}
-
-
-def _nifti_header(head: bytes) -> dict | None:
-    """The fields radae checks from a NIfTI-1/2 single-file header (``n+1``/``n+2``), or None if not one."""
-    for endian in "<>":
-        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348 and head[344:347] == b"n+1":
-            dim = struct.unpack(endian + "8h", head[40:56])
-            return {"endian": endian, "dim": dim, "datatype": struct.unpack(endian + "h", head[70:72])[0],
-                    "bitpix": struct.unpack(endian + "h", head[72:74])[0], "pixdim": struct.unpack(endian + "8f", head[76:108]),
-                    "vox_offset": int(struct.unpack(endian + "f", head[108:112])[0]),
-                    "sform_code": struct.unpack(endian + "h", head[254:256])[0],
-                    "srow": struct.unpack(endian + "12f", head[280:328])}
-        if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540 and head[4:7] == b"n+2":
-            return {"endian": endian, "dim": struct.unpack(endian + "8q", head[16:80]),
-                    "datatype": struct.unpack(endian + "h", head[12:14])[0], "bitpix": struct.unpack(endian + "h", head[14:16])[0],
-                    "pixdim": struct.unpack(endian + "8d", head[104:168]), "vox_offset": struct.unpack(endian + "q", head[168:176])[0],
-                    "sform_code": struct.unpack(endian + "i", head[348:352])[0], "srow": struct.unpack(endian + "12d", head[400:496])}
-    return None
-
-
-def _sform_problem(hdr: dict) -> str | None:
-    """Why the header's sform (when in use) is not a rotation times voxel sizes: ITK would silently coerce a
-    sheared matrix to the nearest rotation (only a stderr warning), moving every voxel."""
-    if int(hdr.get("sform_code") or 0) <= 0:
-        return None
-    m = np.asarray(hdr["srow"], dtype=float).reshape(3, 4)[:, :3]
-    norms = np.linalg.norm(m, axis=0)
-    if not np.all(np.isfinite(m)) or np.any(norms <= 0):
-        return "NIfTI header has an invalid sform matrix (zero or non-finite axis)"
-    found = direction_problem(m / norms)
-    return f"NIfTI header sform: {found}" if found else None
-
-
-def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, str] | None:
-    """``(kind, text)`` for what is wrong with a NIfTI file that ITK would read silently, or None.
-
-    ITK's NIfTI reader zero-fills a truncated file, turns NaN/inf voxels into 0 and treats a zero
-    pixdim as 1 mm, all without raising. This reads the header and streams the voxel payload (through
-    gzip for ``.nii.gz``) to catch those: truncation, invalid voxel size, non-finite voxels.
-    A ``.nii.gz`` is read to the end of its compressed stream, so a flipped bit (gzip CRC-32 error) is caught too,
-    and a sheared sform (non-orthogonal axes) is a ``header`` problem.
-    ``kind`` is ``truncated``, ``header`` or ``nonfinite``. Non-NIfTI files (and ``.hdr/.img`` pairs) return None.
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as raw:
-            opener = gzip.open if raw.read(2) == b"\x1f\x8b" else open
-        with opener(path, "rb") as fh:
-            head = fh.read(540)
-            hdr = _nifti_header(head)
-            if hdr is None:
-                return None
-            ndim = int(hdr["dim"][0])
-            if not 1 <= ndim <= 7:
-                return "header", f"NIfTI header has an invalid number of dimensions ({ndim})"
-            dims = [int(d) for d in hdr["dim"][1:ndim + 1]]
-            pix = [float(v) for v in hdr["pixdim"][1:min(ndim, 3) + 1]]
-            if any(not np.isfinite(v) or v <= 0 for v in pix):
-                return "header", f"NIfTI header has an invalid voxel size (pixdim {_fmt(pix)} mm; each must be > 0)"
-            sheared = _sform_problem(hdr)
-            if sheared:
-                return "header", sheared
-            if min(dims) < 1 or hdr["bitpix"] <= 0 or hdr["bitpix"] % 8:
-                return "header", f"NIfTI header is inconsistent (dim {dims}, bitpix {hdr['bitpix']})"
-            need = int(np.prod(dims, dtype=np.int64)) * (hdr["bitpix"] // 8)
-            fh.seek(hdr["vox_offset"])
-            dtype = _NIFTI_FLOAT.get(hdr["datatype"])
-            dtype = np.dtype(hdr["endian"] + dtype) if dtype else None
-            step = chunk - chunk % 8
-            got, nonfinite = 0, 0
-            while got < need:
-                block = fh.read(min(step, need - got))
-                if not block:
-                    break
-                if dtype is not None:
-                    usable = len(block) - len(block) % dtype.itemsize
-                    nonfinite += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], dtype))))
-                got += len(block)
-            if got >= need and opener is gzip.open:
-                while fh.read(step):  # to the end: gzip checks CRC-32 and length only there
-                    pass
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        return "truncated", f"compressed data is cut off or corrupt ({e})"
-    except (OSError, struct.error, ValueError, OverflowError) as e:
-        return "truncated", f"cannot read the NIfTI payload ({e})"
-    if got < need:
-        return "truncated", f"NIfTI file is truncated: {got:,} of {need:,} voxel bytes present"
-    if nonfinite:
-        return "nonfinite", f"{nonfinite} NaN/inf voxels stored in the file"
-    return None
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -145,7 +41,7 @@ def read_image(path: str | Path, series_uid: str | None = None, case_id: str | N
         vol = _read_file(path, case_id, what="image")
     sheared = direction_problem(vol.direction)
     if sheared:
-        raise IngestError(case_message(case_id, path, f"image: {sheared}", _SHEAR_HINT))
+        raise IngestError(case_message(case_id, path, f"image: {sheared}", SHEAR_HINT))
     arr = vol.array
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
@@ -171,7 +67,7 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
             nonfinite = int(found[1].split()[0])
         elif found is not None:
             hint = ("the file was cut off or damaged (interrupted copy or download?); copy or export it again"
-                    if found[0] == "truncated" else _SHEAR_HINT if "sform" in found[1] else "fix the file header (voxel sizes, dimensions)")
+                    if found[0] == "truncated" else SHEAR_HINT if "sform" in found[1] else "fix the file header (voxel sizes, dimensions)")
             raise IngestError(case_message(case_id, path, f"cannot read {what}: {found[1]}", hint))
     dim = img.GetDimension()
     if img.GetNumberOfComponentsPerPixel() != 1:
@@ -189,7 +85,7 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
     vol = Volume.from_sitk(img, meta={"path": str(path)})
     sheared = direction_problem(vol.direction)
     if sheared:
-        raise IngestError(case_message(case_id, path, f"{what}: {sheared}", _SHEAR_HINT))
+        raise IngestError(case_message(case_id, path, f"{what}: {sheared}", SHEAR_HINT))
     if min(vol.array.shape) < 1:
         raise IngestError(case_message(case_id, path, f"{what} is empty (size {img.GetSize()})", "re-export the volume"))
     if np.issubdtype(vol.array.dtype, np.floating):
@@ -203,9 +99,9 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
 def check_spacing(vol: Volume, path: Path, case_id: str | None) -> None:
     sp = np.asarray(vol.spacing_mm)
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise IngestError(case_message(case_id, path, f"invalid voxel spacing {_fmt(sp)} mm", "fix the file header"))
+        raise IngestError(case_message(case_id, path, f"invalid voxel spacing {fmt_values(sp)} mm", "fix the file header"))
     if np.any(sp > 30.0) or np.any(sp < 0.01):
-        raise IngestError(case_message(case_id, path, f"implausible voxel spacing {_fmt(sp)} mm (allowed 0.01-30 mm)",
+        raise IngestError(case_message(case_id, path, f"implausible voxel spacing {fmt_values(sp)} mm (allowed 0.01-30 mm)",
                                        "fix the file header (units?)"))
 
 
@@ -215,11 +111,11 @@ def geometry_differences(image: Volume, mask: Volume) -> list[str]:
     if image.size_xyz != mask.size_xyz:
         diffs.append(f"size image {image.size_xyz} vs mask {mask.size_xyz}")
     if not np.allclose(image.spacing_mm, mask.spacing_mm, rtol=SPACING_RTOL, atol=0):
-        diffs.append(f"spacing image {_fmt(image.spacing_mm)} vs mask {_fmt(mask.spacing_mm)} mm")
+        diffs.append(f"spacing image {fmt_values(image.spacing_mm)} vs mask {fmt_values(mask.spacing_mm)} mm")
     if not np.allclose(image.origin_mm, mask.origin_mm, atol=max(ORIGIN_ATOL_MM, 0.01 * min(image.spacing_mm))):
-        diffs.append(f"origin image {_fmt(image.origin_mm, 3)} vs mask {_fmt(mask.origin_mm, 3)} mm")
+        diffs.append(f"origin image {fmt_values(image.origin_mm, 3)} vs mask {fmt_values(mask.origin_mm, 3)} mm")
     if not np.allclose(image.direction, mask.direction, atol=DIRECTION_ATOL):
-        diffs.append(f"direction image {_fmt(image.direction, 3)} vs mask {_fmt(mask.direction, 3)}")
+        diffs.append(f"direction image {fmt_values(image.direction, 3)} vs mask {fmt_values(mask.direction, 3)}")
     return diffs
 
 

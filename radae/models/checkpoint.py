@@ -111,7 +111,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     Returns ``(model, meta)``; meta: model_config (dict), kind, latent_dim, in_channels, roi_size_zyx, config_hash,
     step, sha256 (of the file), path, n_params, and ``extra`` (preprocess settings, noise, seed, ...).
     """
-    from radae.models import build_model
+    from radae.models.registry import build_model
     from radae.models.autoencoder import count_parameters
 
     p = resolve_model_path(path)

@@ -19,7 +19,8 @@ from radae.util.errors import IngestError, PreprocessError, RadaeError, case_mes
 from radae.util.fsutil import OutputWriteError, atomic_path, atomic_write_text, ensure_dir
 from radae.util.hashing import json_sha256
 from radae.io import read_image, read_mask
-from radae.io.readers import check_spacing, nifti_payload_problem
+from radae.io.nifti import nifti_payload_problem
+from radae.io.readers import check_spacing
 from radae.io.volume import Volume
 from radae.preprocess import functional as F
 from radae.preprocess.store import save_patches, save_roi

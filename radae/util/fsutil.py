@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from radae.util.errors import RadaeError, RunLockedError
+from radae.util.procutil import HELD_LOCK_FDS, pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -120,19 +121,6 @@ def replace_write_text(target: str | os.PathLike, text: str) -> None:
         raise
 
 
-#: file descriptors of run locks this process holds (a forked worker closes its copies: :func:`close_inherited_locks`)
-_HELD_LOCK_FDS: set[int] = set()
-
-
-def close_inherited_locks() -> None:
-    """In a forked worker: close the copies of the parent's run-lock files (never unlock them: that would free the
-    parent's lock). The lock then lives exactly as long as the parent's own descriptor."""
-    for fd in list(_HELD_LOCK_FDS):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _HELD_LOCK_FDS.clear()
-
-
 def _lock_holder(lock_path: Path) -> int | None:
     try:
         text = lock_path.read_text().strip()
@@ -145,8 +133,6 @@ def _take_over(run_dir: Path, lock_path: Path):
     """A fresh lock file (our pid, locked) renamed over ``lock_path`` if its recorded holder is dead, else None.
     Call with the guard held. Whatever still holds the old file (orphaned workers of a killed radae) keeps a lock
     on a file nobody opens any more."""
-    from radae.util.procutil import pid_alive
-
     holder = _lock_holder(lock_path)
     if holder is None or pid_alive(holder):
         return None
@@ -197,11 +183,11 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
                 fh.flush()
             except OSError as e:
                 raise output_write_error(lock_path, e) from None
-        _HELD_LOCK_FDS.add(fh.fileno())
+        HELD_LOCK_FDS.add(fh.fileno())
         yield
     finally:
         if not fh.closed:
-            _HELD_LOCK_FDS.discard(fh.fileno())
+            HELD_LOCK_FDS.discard(fh.fileno())
             with contextlib.suppress(OSError):
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             fh.close()

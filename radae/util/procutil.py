@@ -8,6 +8,7 @@ copy of the run lock, so the lock is free as soon as the parent is gone (see :fu
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -26,6 +27,19 @@ def _watch(parent_pid: int) -> None:
             os._exit(1)
 
 
+#: file descriptors of run locks this process holds (a forked worker closes its copies: :func:`close_inherited_locks`)
+HELD_LOCK_FDS: set[int] = set()
+
+
+def close_inherited_locks() -> None:
+    """In a forked worker: close the copies of the parent's run-lock files (never unlock them: that would free the
+    parent's lock). The lock then lives exactly as long as the parent's own descriptor."""
+    for fd in list(HELD_LOCK_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    HELD_LOCK_FDS.clear()
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Make this (worker) process end when ``parent_pid`` dies. Call first thing in a pool worker initializer."""
     if sys.platform.startswith("linux"):
@@ -36,8 +50,6 @@ def die_with_parent(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
-    from radae.util.fsutil import close_inherited_locks
-
     close_inherited_locks()
     threading.Thread(target=_watch, args=(parent_pid,), name="radae-parent-watchdog", daemon=True).start()
 

@@ -124,7 +124,7 @@ def test_shipped_data_manifests_are_regenerated_exactly(data_root):
     assert sorted(built) == sorted(MANIFESTS)
     for name, df in built.items():
         on_disk = (PROJECT / "data_manifests" / name).read_text()
-        assert df.to_csv(index=False) == on_disk, f"{name} is stale: run python -m radae.data.scan"
+        assert df.to_csv(index=False) == on_disk, f"{name} is stale: run radae manifest examples"
 
 
 def test_shipped_data_manifests_validate(data_root):

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from radae.report.__main__ import main as report_main
+from typer.testing import CliRunner
+
+from radae.cli import app
 from radae.report.build import build_report
 from radae.report.keys import lookup
 
@@ -72,8 +74,8 @@ def test_page_states_exactly_the_summary_numbers(tiny_run):
 def test_rebuild_is_byte_identical_and_needs_only_the_run_folder(tiny_run, tmp_path, capsys):
     copy = tmp_path / "copied_run"
     shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("report", "cache"))
-    assert report_main([str(copy)]) == 0
-    assert "report.html" in capsys.readouterr().out
+    res = CliRunner().invoke(app, ["report", str(copy)])
+    assert res.exit_code == 0 and "report.html" in res.output, res.output
     a = build_report(copy, tmp_path / "a")
     b = build_report(copy, tmp_path / "b")
     assert (tmp_path / "a" / "report.html").read_bytes() == (tmp_path / "b" / "report.html").read_bytes()
@@ -97,7 +99,8 @@ def test_empty_folder_builds_a_page_that_says_so(tmp_path):
     html = res.html_path.read_text()
     assert "Not available: the cohort description" in html
     assert res.summary["numbers"] == {}
-    assert report_main([str(tmp_path / "no_such_run")]) == 2
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "no_such_run")])
+    assert res.exit_code == 2 and "run folder" in res.output and "not found" in res.output, res.output
 
 
 def test_damaged_input_is_reported_not_fatal(tiny_run, tmp_path):
