@@ -88,6 +88,24 @@ def pseudonymise(patient_id: str, key: str) -> str:
     return "P" + hmac.new(key.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+class _Problems:
+    """Problems found in one manifest: errors (every one is listed) and file problems (skippable rows)."""
+
+    def __init__(self, name: str, skipped: list[dict] | None):
+        self.name, self.skipped = name, skipped
+        self.errors: list[str] = []
+        self.files: dict[int, tuple[str | None, str]] = {}  # row -> (file, message): skippable when ``skipped`` is given
+
+    def bad(self, i: int, case: object, msg: str) -> None:
+        self.errors.append(f"manifest {self.name}: row {i + 2} (case {case}): {msg}")
+
+    def bad_file(self, i: int, case: object, file: str | None, msg: str) -> None:
+        if self.skipped is None:
+            self.bad(i, case, msg)
+        elif i not in self.files:
+            self.files[i] = (file, f"manifest {self.name}: row {i + 2} (case {case}): {msg}")
+
+
 def load_manifest(
     path: str | Path,
     required_columns: tuple[str, ...] = (),
@@ -117,7 +135,6 @@ def load_manifest(
     """
     path = Path(path)
     df = read_table(path)
-    base = path.resolve().parent
     name = str(path)
     missing = [c for c in REQUIRED + tuple(required_columns) if c not in df.columns]
     if missing:
@@ -128,137 +145,17 @@ def load_manifest(
         )
     if len(df) == 0:
         raise ManifestError(f"manifest {name}: no rows -> add one row per lesion")
-    problems: list[str] = []
-    file_problems: dict[int, tuple[str | None, str]] = {}  # row -> (file, message): skippable when ``skipped`` is given
-
-    def bad(i: int, case: object, msg: str) -> None:
-        problems.append(f"manifest {name}: row {i + 2} (case {case}): {msg}")
-
-    def bad_file(i: int, case: object, file: str | None, msg: str) -> None:
-        if skipped is None:
-            bad(i, case, msg)
-        elif i not in file_problems:
-            file_problems[i] = (file, f"manifest {name}: row {i + 2} (case {case}): {msg}")
-
-    for col in ("case_id", "patient_id", "modality", "image"):
-        for i, v in df[col].items():
-            if v is None or str(v).strip() == "":
-                bad(i, df.at[i, "case_id"], f"empty {col} -> fill it in (required column)")
-    df["case_id"] = df["case_id"].map(lambda v: None if v is None else str(v).strip())
-    df["patient_id"] = df["patient_id"].map(lambda v: None if v is None else str(v).strip())
-    df["modality"] = df["modality"].map(lambda v: None if v is None else str(v).strip().upper())
-    dup = df["case_id"].duplicated(keep=False) & df["case_id"].notna()
-    for i in df.index[dup]:
-        first = int(df.index[(df["case_id"] == df.at[i, "case_id"])][0])
-        if first != i:
-            bad(i, df.at[i, "case_id"], f"duplicate case_id (first seen in row {first + 2}) -> give each lesion its own case_id")
-
-    for col in ("image", "mask"):
-        if col in df.columns:
-            resolved = []
-            for i, v in df[col].items():
-                try:
-                    resolved.append(_resolve(v, base))
-                except (ValueError, OSError, RuntimeError) as e:
-                    msg = f"{col} {str(v)[:80]!r} is not a usable path ({e}) -> fix the path"
-                    if isinstance(e, RuntimeError) or (isinstance(e, OSError) and e.errno == errno.ELOOP):
-                        bad_file(i, df.at[i, "case_id"], str(v), msg)  # a symlink loop: this row's file, not the manifest
-                    else:
-                        bad(i, df.at[i, "case_id"], msg)
-                    resolved.append(None)
-            df[col] = resolved
-        else:
-            df[col] = None
-    for col in ("mask_label", "series_uid"):
-        if col not in df.columns:
-            df[col] = None
-    for col in SEED_COLS:
-        if col not in df.columns:
-            df[col] = None
-    root_p = Path(_expand(str(root))).resolve() if root is not None else None
-
-    for i, row in df.iterrows():
-        case = row["case_id"]
-        has_seed = [row[c] is not None and str(row[c]).strip() != "" for c in SEED_COLS]
-        if any(has_seed) and not all(has_seed):
-            bad(i, case, "seed point incomplete: give all of seed_x, seed_y, seed_z or none -> fill in the missing coordinates")
-        seeds = []
-        if all(has_seed):
-            try:
-                seeds = [float(row[c]) for c in SEED_COLS]
-                if not np.all(np.isfinite(seeds)):
-                    raise ValueError
-            except (TypeError, ValueError):
-                bad(i, case, f"seed point ({row['seed_x']}, {row['seed_y']}, {row['seed_z']}) is not numeric "
-                             "-> give physical LPS coordinates in mm")
-        if row["mask"] is None and not all(has_seed) and i not in file_problems:
-            bad(i, case, "no mask and no seed point -> give a mask file or seed_x/y/z")
-        for col in ("image", "mask"):
-            p = row[col]
-            if p is None:
-                continue
-            if root_p is not None and not _inside(p, root_p):
-                bad(i, case, f"{col} {p} is outside the data root {root_p} -> move the file under data.root or change data.root")
-            elif check_files and os.path.islink(p) and not Path(p).exists():
-                bad_file(i, case, p, f"{col} {p} is a broken symbolic link or a symlink loop -> point it at the image file itself")
-            elif check_files and not Path(p).exists():
-                bad_file(i, case, p, f"{col} file not found: {p} -> fix the path (relative paths start at the manifest's folder)")
-            elif check_files and not (Path(p).is_file() or Path(p).is_dir()):
-                bad_file(i, case, p, f"{col} {p} is not a regular file or folder (device, pipe or socket) -> point it at an image file")
-    for col in SEED_COLS:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-
-    for col in numeric_columns + binary_columns + nonnegative_columns:
-        if col not in df.columns:
-            continue
-        values = df[col]
-        if col in binary_columns:  # true/false spelled out is common in exported tables
-            values = values.map(lambda v: _BOOL_WORDS.get(str(v).strip().lower(), v) if v is not None else v)
-        num = pd.to_numeric(values, errors="coerce").astype(float)
-        for i in df.index[num.isna() & values.notna()]:
-            bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a number -> use a number, or leave the cell "
-                                        "empty for unknown")
-        for i in df.index[num.notna() & ~np.isfinite(num)]:
-            bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a finite number -> use a finite value, or leave "
-                                        "the cell empty for unknown")
-        if col in binary_columns:
-            for i in df.index[num.notna() & np.isfinite(num) & ~num.isin([0, 1])]:
-                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must be 0 or 1 -> code it as 1 (yes/event) or 0 "
-                                            "(no/censored)")
-        if col in nonnegative_columns:
-            for i in df.index[num.notna() & (num < 0)]:
-                bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must not be negative -> check the value (times are "
-                                            "counted from diagnosis or treatment)")
-        df[col] = num
-
-    # outcomes and clinical covariates the config uses belong to the patient; other columns may be per lesion
-    outcome_cols = [c for c in dict.fromkeys(required_columns) if c in df.columns and c not in KNOWN]
-    for col in outcome_cols:
-        per_patient = df.groupby("patient_id", dropna=True)[col].nunique(dropna=True)
-        for pid in per_patient.index[per_patient > 1]:
-            vals = sorted({str(v) for v in df.loc[df["patient_id"] == pid, col]})
-            rows = [int(j) + 2 for j in df.index[df["patient_id"] == pid]]
-            problems.append(f"manifest {name}: rows {rows} (patient {pid}): conflicting {col} values {vals} -> outcomes and "
-                            "clinical values belong to the patient: give all its lesions the same value")
-
-    if problems:
-        more = f" ... and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
-        raise ManifestError("\n".join(problems[:MAX_SHOWN]) + more)
-    if file_problems:
-        if len(file_problems) == len(df):
-            raise ManifestError(f"manifest {name}: no row has its files ({len(df)} row(s) left out; first: "
-                                f"{next(iter(file_problems.values()))[1]})")
-        keep_mod = {m.upper() for m in modalities} if modalities else None
-        for i, (file, msg) in sorted(file_problems.items()):
-            case, pid = str(df.at[i, "case_id"]), str(df.at[i, "patient_id"])
-            if keep_mod is not None and df.at[i, "modality"] not in keep_mod:
-                continue
-            if pseudonymise_key and pid and pid in case:  # the same id the row would have had
-                case = case.replace(pid, pseudonymise(pid, pseudonymise_key))
-                msg = msg.replace(f"(case {df.at[i, 'case_id']})", f"(case {case})")
-            skipped.append({"case_id": case, "file": file or "", "message": msg})
-        df = df.drop(index=list(file_problems)).reset_index(drop=True)
-
+    pr = _Problems(name, skipped)
+    _check_keys(df, pr)
+    _resolve_paths(df, path.resolve().parent, pr)
+    _check_rows(df, pr, Path(_expand(str(root))).resolve() if root is not None else None, check_files)
+    _check_values(df, pr, numeric_columns, binary_columns, nonnegative_columns)
+    _check_per_patient(df, pr, required_columns)
+    if pr.errors:
+        more = f" ... and {len(pr.errors) - MAX_SHOWN} more" if len(pr.errors) > MAX_SHOWN else ""
+        raise ManifestError("\n".join(pr.errors[:MAX_SHOWN]) + more)
+    if pr.files:
+        df = _skip_file_problems(df, pr, modalities, pseudonymise_key)
     if modalities:
         keep = {m.upper() for m in modalities}
         df = df[df["modality"].isin(keep)].reset_index(drop=True)
@@ -270,6 +167,133 @@ def load_manifest(
         df["case_id"] = [c.replace(p, pseudo[p]) if p and p in c else c for c, p in zip(df["case_id"], df["patient_id"])]
         df["patient_id"] = df["patient_id"].map(pseudo)
     return df.reset_index(drop=True)
+
+
+def _check_keys(df: pd.DataFrame, pr: _Problems) -> None:
+    """Required cells filled in, ids stripped (modality upper-cased), case ids unique."""
+    for col in ("case_id", "patient_id", "modality", "image"):
+        for i, v in df[col].items():
+            if v is None or str(v).strip() == "":
+                pr.bad(i, df.at[i, "case_id"], f"empty {col} -> fill it in (required column)")
+    df["case_id"] = df["case_id"].map(lambda v: None if v is None else str(v).strip())
+    df["patient_id"] = df["patient_id"].map(lambda v: None if v is None else str(v).strip())
+    df["modality"] = df["modality"].map(lambda v: None if v is None else str(v).strip().upper())
+    dup = df["case_id"].duplicated(keep=False) & df["case_id"].notna()
+    for i in df.index[dup]:
+        first = int(df.index[(df["case_id"] == df.at[i, "case_id"])][0])
+        if first != i:
+            pr.bad(i, df.at[i, "case_id"], f"duplicate case_id (first seen in row {first + 2}) -> give each lesion its own case_id")
+
+
+def _resolve_paths(df: pd.DataFrame, base: Path, pr: _Problems) -> None:
+    """Image and mask paths absolute (relative to the manifest's folder); optional columns present."""
+    for col in ("image", "mask"):
+        if col in df.columns:
+            resolved = []
+            for i, v in df[col].items():
+                try:
+                    resolved.append(_resolve(v, base))
+                except (ValueError, OSError, RuntimeError) as e:
+                    msg = f"{col} {str(v)[:80]!r} is not a usable path ({e}) -> fix the path"
+                    if isinstance(e, RuntimeError) or (isinstance(e, OSError) and e.errno == errno.ELOOP):
+                        pr.bad_file(i, df.at[i, "case_id"], str(v), msg)  # a symlink loop: this row's file, not the manifest
+                    else:
+                        pr.bad(i, df.at[i, "case_id"], msg)
+                    resolved.append(None)
+            df[col] = resolved
+        else:
+            df[col] = None
+    for col in ("mask_label", "series_uid", *SEED_COLS):
+        if col not in df.columns:
+            df[col] = None
+
+
+def _check_rows(df: pd.DataFrame, pr: _Problems, root_p: Path | None, check_files: bool) -> None:
+    """Per row: a complete numeric seed point or a mask, and files that exist inside the data root."""
+    for i, row in df.iterrows():
+        case = row["case_id"]
+        has_seed = [row[c] is not None and str(row[c]).strip() != "" for c in SEED_COLS]
+        if any(has_seed) and not all(has_seed):
+            pr.bad(i, case, "seed point incomplete: give all of seed_x, seed_y, seed_z or none -> fill in the missing coordinates")
+        if all(has_seed):
+            try:
+                seeds = [float(row[c]) for c in SEED_COLS]
+                if not np.all(np.isfinite(seeds)):
+                    raise ValueError
+            except (TypeError, ValueError):
+                pr.bad(i, case, f"seed point ({row['seed_x']}, {row['seed_y']}, {row['seed_z']}) is not numeric "
+                                "-> give physical LPS coordinates in mm")
+        if row["mask"] is None and not all(has_seed) and i not in pr.files:
+            pr.bad(i, case, "no mask and no seed point -> give a mask file or seed_x/y/z")
+        for col in ("image", "mask"):
+            p = row[col]
+            if p is None:
+                continue
+            if root_p is not None and not _inside(p, root_p):
+                pr.bad(i, case, f"{col} {p} is outside the data root {root_p} -> move the file under data.root or change data.root")
+            elif check_files and os.path.islink(p) and not Path(p).exists():
+                pr.bad_file(i, case, p, f"{col} {p} is a broken symbolic link or a symlink loop -> point it at the image file itself")
+            elif check_files and not Path(p).exists():
+                pr.bad_file(i, case, p, f"{col} file not found: {p} -> fix the path (relative paths start at the manifest's folder)")
+            elif check_files and not (Path(p).is_file() or Path(p).is_dir()):
+                pr.bad_file(i, case, p, f"{col} {p} is not a regular file or folder (device, pipe or socket) -> point it at an image file")
+    for col in SEED_COLS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+
+
+def _check_values(df: pd.DataFrame, pr: _Problems, numeric_columns, binary_columns, nonnegative_columns) -> None:
+    """Outcome and clinical columns: finite numbers, 0/1 where binary, >= 0 where non-negative; typed as float."""
+    for col in numeric_columns + binary_columns + nonnegative_columns:
+        if col not in df.columns:
+            continue
+        values = df[col]
+        if col in binary_columns:  # true/false spelled out is common in exported tables
+            values = values.map(lambda v: _BOOL_WORDS.get(str(v).strip().lower(), v) if v is not None else v)
+        num = pd.to_numeric(values, errors="coerce").astype(float)
+        for i in df.index[num.isna() & values.notna()]:
+            pr.bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a number -> use a number, or leave the cell "
+                                           "empty for unknown")
+        for i in df.index[num.notna() & ~np.isfinite(num)]:
+            pr.bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a finite number -> use a finite value, or leave "
+                                           "the cell empty for unknown")
+        if col in binary_columns:
+            for i in df.index[num.notna() & np.isfinite(num) & ~num.isin([0, 1])]:
+                pr.bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must be 0 or 1 -> code it as 1 (yes/event) or 0 "
+                                               "(no/censored)")
+        if col in nonnegative_columns:
+            for i in df.index[num.notna() & (num < 0)]:
+                pr.bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]} must not be negative -> check the value (times are "
+                                               "counted from diagnosis or treatment)")
+        df[col] = num
+
+
+def _check_per_patient(df: pd.DataFrame, pr: _Problems, required_columns) -> None:
+    """Outcomes and clinical covariates the config uses belong to the patient; other columns may be per lesion."""
+    outcome_cols = [c for c in dict.fromkeys(required_columns) if c in df.columns and c not in KNOWN]
+    for col in outcome_cols:
+        per_patient = df.groupby("patient_id", dropna=True)[col].nunique(dropna=True)
+        for pid in per_patient.index[per_patient > 1]:
+            vals = sorted({str(v) for v in df.loc[df["patient_id"] == pid, col]})
+            rows = [int(j) + 2 for j in df.index[df["patient_id"] == pid]]
+            pr.errors.append(f"manifest {pr.name}: rows {rows} (patient {pid}): conflicting {col} values {vals} -> outcomes and "
+                             "clinical values belong to the patient: give all its lesions the same value")
+
+
+def _skip_file_problems(df: pd.DataFrame, pr: _Problems, modalities, pseudonymise_key) -> pd.DataFrame:
+    """Rows whose files are unusable leave the manifest and join ``pr.skipped`` (with the ids they would have had)."""
+    if len(pr.files) == len(df):
+        raise ManifestError(f"manifest {pr.name}: no row has its files ({len(df)} row(s) left out; first: "
+                            f"{next(iter(pr.files.values()))[1]})")
+    keep_mod = {m.upper() for m in modalities} if modalities else None
+    for i, (file, msg) in sorted(pr.files.items()):
+        case, pid = str(df.at[i, "case_id"]), str(df.at[i, "patient_id"])
+        if keep_mod is not None and df.at[i, "modality"] not in keep_mod:
+            continue
+        if pseudonymise_key and pid and pid in case:  # the same id the row would have had
+            case = case.replace(pid, pseudonymise(pid, pseudonymise_key))
+            msg = msg.replace(f"(case {df.at[i, 'case_id']})", f"(case {case})")
+        pr.skipped.append({"case_id": case, "file": file or "", "message": msg})
+    return df.drop(index=list(pr.files)).reset_index(drop=True)
 
 
 def pseudonymise_key_from_env() -> str | None:

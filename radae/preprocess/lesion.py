@@ -21,6 +21,7 @@ from radae.util.hashing import json_sha256
 from radae.io import read_image, read_mask
 from radae.io.nifti import nifti_payload_problem
 from radae.io.readers import check_spacing
+from radae.util.values import as_text
 from radae.io.volume import Volume
 from radae.preprocess import functional as F
 from radae.preprocess.store import save_patches, save_roi
@@ -31,13 +32,9 @@ PREPROCESS_VERSION = 1
 _CACHE_IRRELEVANT = {"n_jobs", "cache_dir"}
 
 
-def _s(v) -> str:
-    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-
-
 def preprocess_key(row: dict, cfg: PreprocessConfig, seed: int) -> str:
     spec = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _CACHE_IRRELEVANT}
-    lesion = {k: _s(row.get(k)) for k in ("image_sha256", "mask_sha256", "mask_label", "seed_x", "seed_y", "seed_z",
+    lesion = {k: as_text(row.get(k)) for k in ("image_sha256", "mask_sha256", "mask_label", "seed_x", "seed_y", "seed_z",
                                            "series_uid", "modality", "case_id")}
     return json_sha256({"v": PREPROCESS_VERSION, "cfg": spec, "lesion": lesion, "seed": seed})
 
@@ -103,46 +100,14 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
     key = preprocess_key(row, cfg, seed)
     folder = cache_folder(cache_dir, key)
     meta_path = folder / "meta.json"
-    if meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if all(Path(meta[k]).exists() for k in ("roi_path", "radiomics_image") if meta.get(k)):
-                return {**_identity(row), **_image_fields(meta), "cache_hit": True}
-        except (ValueError, KeyError, OSError):
-            pass
-    _check_size(row["image"], cfg, case)
-    image = read_image(row["image"], series_uid=_s(row.get("series_uid")) or None, case_id=case)
-    check_spacing(image, Path(row["image"]), case)
-    if not np.all(np.isfinite(image.array)):
-        bad = int((~np.isfinite(image.array)).sum())
-        raise PreprocessError(case_message(case, row["image"], f"image has {bad} NaN/inf voxels",
-                                           "fix or mask them before running radae"))
-    if float(image.array.max()) == float(image.array.min()):
-        raise PreprocessError(case_message(case, row["image"], f"image is constant (all voxels = {image.array.flat[0]:g})",
-                                           "check the file is the intended scan"))
-    if str(row["modality"]).upper() == "CT":
-        check_ct_units(image.array, row["image"], case)
-    mask = None
-    voxel_count = 0
-    warnings: list[str] = []  # what the readers did that the user should know (-> rois.parquet, lesion_provenance)
-    if _s(row.get("mask")):
-        mask = read_mask(row["mask"], _s(row.get("mask_label")) or None, image, image_path=row["image"], case_id=case)
-        voxel_count = int(mask.array.sum())
-        warnings += [str(w) for w in mask.meta.get("warnings", [])]
+    cached = _cached_meta(meta_path)
+    if cached is not None:
+        return {**_identity(row), **_image_fields(cached), "cache_hit": True}
+    image, mask, warnings = _read_checked(row, cfg, case)
+    voxel_count = int(mask.array.sum()) if mask is not None else 0
     resampled = F.resample(image, cfg.spacing_mm, cfg.interpolator)
     mask_r = F.resample_mask(mask, resampled, cfg.mask_interpolation) if mask is not None else None
-    if mask is not None:
-        if not mask_r.array.any():
-            raise PreprocessError(case_message(case, row["mask"], f"lesion ({voxel_count} voxels) vanishes when resampled to "
-                                               f"{cfg.spacing_mm} mm", "use a finer preprocess.spacing_mm or mask_interpolation: nearest"))
-        center = F.mask_centroid_zyx(mask_r.array)
-    else:
-        seed_mm = [float(row[c]) for c in ("seed_x", "seed_y", "seed_z")]
-        idx_xyz = resampled.physical_to_index(seed_mm)
-        if np.any(idx_xyz < -0.5) or np.any(idx_xyz > np.asarray(resampled.size_xyz) - 0.5):
-            raise PreprocessError(case_message(case, row["image"], f"seed point {seed_mm} mm lies outside the image",
-                                               "seed_x/y/z are physical LPS millimetres; check sign and units"))
-        center = idx_xyz[::-1]
+    center = _lesion_centre(row, cfg, case, resampled, mask_r, voxel_count)
     try:
         norm = F.normalise(resampled.array, row["modality"], cfg.normalise, None if mask_r is None else mask_r.array)
     except PreprocessError as e:
@@ -155,40 +120,11 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
         logger.warning("%s", case_message(case, row["mask"], "lesion touches the image border (it may extend beyond the scan; "
                                           "the ROI is padded there)", "check the field of view covers the whole lesion"))
     size_zyx = tuple(cfg.roi_size_vox[::-1])
-    pad = float(norm.min())
-    if cfg.crop_centre == "exact" and mask_r is not None:
-        roi_img = F.crop_at_exact_centre(norm, center, size_zyx, pad_value=pad, order=1)
-        roi_mask = F.crop_at_exact_centre(mask_r.array, center, size_zyx, 0, order=0)
-    else:
-        roi_img = F.crop_around_lesion(norm, center, size_zyx, pad_value=pad)
-        roi_mask = (F.crop_around_lesion(mask_r.array, center, size_zyx, 0) if mask_r is not None
-                    else np.zeros(size_zyx, np.uint8))
-    center_mm = resampled.index_to_physical(np.asarray(center)[::-1])
-
     ensure_dir(folder)
-    roi_path = folder / "roi.npz"
-    save_roi(roi_path, roi_img, roi_mask, resampled.spacing_mm, center_mm)
-
-    patches_path = ""
-    if cfg.patches.per_volume > 0:
-        rng = np.random.default_rng([seed, int(key[:12], 16)])
-        fg = mask_r.array > 0 if mask_r is not None else F.body_mask(norm)
-        centers = F.random_patch_centers(norm.shape, size_zyx, cfg.patches.per_volume, fg, cfg.patches.foreground_fraction, rng)
-        patches = np.stack([F.crop_around_lesion(norm, c, size_zyx, pad_value=pad) for c in centers])
-        patches_path = folder / "patches.npz"
-        save_patches(patches_path, patches)
-
-    rad_img_path = rad_mask_path = ""
-    if mask_r is not None:
-        rimg, rmask = F.bbox_crop(resampled, mask_r, cfg.radiomics_margin_vox)
-        rad_img_path, rad_mask_path = folder / "radiomics_image.nii.gz", folder / "radiomics_mask.nii.gz"
-        _write_nifti(rimg, rad_img_path)
-        _write_nifti(rmask, rad_mask_path)
-
+    paths = _write_crops(folder, cfg, seed, key, norm, resampled, mask_r, center, size_zyx)
     meta = {
-        "roi_path": str(roi_path), "patches_path": str(patches_path),
-        "radiomics_image": str(rad_img_path), "radiomics_mask": str(rad_mask_path),
-        "image_sha256": _s(row.get("image_sha256")), "mask_sha256": _s(row.get("mask_sha256")), "preprocess_key": key,
+        **paths,
+        "image_sha256": as_text(row.get("image_sha256")), "mask_sha256": as_text(row.get("mask_sha256")), "preprocess_key": key,
         "orig_spacing_x": image.spacing_mm[0], "orig_spacing_y": image.spacing_mm[1], "orig_spacing_z": image.spacing_mm[2],
         "spacing_x": resampled.spacing_mm[0], "spacing_y": resampled.spacing_mm[1], "spacing_z": resampled.spacing_mm[2],
         "roi_z": size_zyx[0], "roi_y": size_zyx[1], "roi_x": size_zyx[2],
@@ -198,6 +134,88 @@ def preprocess_lesion(row: dict, cfg: PreprocessConfig, cache_dir: Path, seed: i
     }
     atomic_write_text(meta_path, json.dumps(meta, indent=1))
     return {**_identity(row), **meta, "cache_hit": False}
+
+
+def _cached_meta(meta_path: Path) -> dict | None:
+    """The cache entry's meta.json when it and the files it names exist, else None (recompute)."""
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if all(Path(meta[k]).exists() for k in ("roi_path", "radiomics_image") if meta.get(k)):
+            return meta
+    except (ValueError, KeyError, OSError):
+        pass
+    return None
+
+
+def _read_checked(row: dict, cfg: PreprocessConfig, case: str):
+    """``(image, mask or None, reader warnings)`` after the size, spacing, finiteness, constancy and CT-unit checks."""
+    _check_size(row["image"], cfg, case)
+    image = read_image(row["image"], series_uid=as_text(row.get("series_uid")) or None, case_id=case)
+    check_spacing(image, Path(row["image"]), case)
+    if not np.all(np.isfinite(image.array)):
+        bad = int((~np.isfinite(image.array)).sum())
+        raise PreprocessError(case_message(case, row["image"], f"image has {bad} NaN/inf voxels",
+                                           "fix or mask them before running radae"))
+    if float(image.array.max()) == float(image.array.min()):
+        raise PreprocessError(case_message(case, row["image"], f"image is constant (all voxels = {image.array.flat[0]:g})",
+                                           "check the file is the intended scan"))
+    if str(row["modality"]).upper() == "CT":
+        check_ct_units(image.array, row["image"], case)
+    mask = None
+    warnings: list[str] = []  # what the readers did that the user should know (-> rois.parquet, lesion_provenance)
+    if as_text(row.get("mask")):
+        mask = read_mask(row["mask"], as_text(row.get("mask_label")) or None, image, image_path=row["image"], case_id=case)
+        warnings += [str(w) for w in mask.meta.get("warnings", [])]
+    return image, mask, warnings
+
+
+def _lesion_centre(row: dict, cfg: PreprocessConfig, case: str, resampled, mask_r, voxel_count: int):
+    """The ROI centre (z, y, x voxel index on the resampled grid): the mask's centroid, or the seed point."""
+    if mask_r is not None:
+        if not mask_r.array.any():
+            raise PreprocessError(case_message(case, row["mask"], f"lesion ({voxel_count} voxels) vanishes when resampled to "
+                                               f"{cfg.spacing_mm} mm", "use a finer preprocess.spacing_mm or mask_interpolation: nearest"))
+        return F.mask_centroid_zyx(mask_r.array)
+    seed_mm = [float(row[c]) for c in ("seed_x", "seed_y", "seed_z")]
+    idx_xyz = resampled.physical_to_index(seed_mm)
+    if np.any(idx_xyz < -0.5) or np.any(idx_xyz > np.asarray(resampled.size_xyz) - 0.5):
+        raise PreprocessError(case_message(case, row["image"], f"seed point {seed_mm} mm lies outside the image",
+                                           "seed_x/y/z are physical LPS millimetres; check sign and units"))
+    return idx_xyz[::-1]
+
+
+def _write_crops(folder: Path, cfg: PreprocessConfig, seed: int, key: str, norm, resampled, mask_r, center,
+                 size_zyx) -> dict:
+    """The ROI ``.npz``, the random patches and the PyRadiomics crops in the cache folder; returns their paths."""
+    pad = float(norm.min())
+    if cfg.crop_centre == "exact" and mask_r is not None:
+        roi_img = F.crop_at_exact_centre(norm, center, size_zyx, pad_value=pad, order=1)
+        roi_mask = F.crop_at_exact_centre(mask_r.array, center, size_zyx, 0, order=0)
+    else:
+        roi_img = F.crop_around_lesion(norm, center, size_zyx, pad_value=pad)
+        roi_mask = (F.crop_around_lesion(mask_r.array, center, size_zyx, 0) if mask_r is not None
+                    else np.zeros(size_zyx, np.uint8))
+    center_mm = resampled.index_to_physical(np.asarray(center)[::-1])
+    roi_path = folder / "roi.npz"
+    save_roi(roi_path, roi_img, roi_mask, resampled.spacing_mm, center_mm)
+    patches_path = ""
+    if cfg.patches.per_volume > 0:
+        rng = np.random.default_rng([seed, int(key[:12], 16)])
+        fg = mask_r.array > 0 if mask_r is not None else F.body_mask(norm)
+        centers = F.random_patch_centers(norm.shape, size_zyx, cfg.patches.per_volume, fg, cfg.patches.foreground_fraction, rng)
+        patches = np.stack([F.crop_around_lesion(norm, c, size_zyx, pad_value=pad) for c in centers])
+        patches_path = folder / "patches.npz"
+        save_patches(patches_path, patches)
+    rad_img_path = rad_mask_path = ""
+    if mask_r is not None:
+        rimg, rmask = F.bbox_crop(resampled, mask_r, cfg.radiomics_margin_vox)
+        rad_img_path, rad_mask_path = folder / "radiomics_image.nii.gz", folder / "radiomics_mask.nii.gz"
+        _write_nifti(rimg, rad_img_path)
+        _write_nifti(rmask, rad_mask_path)
+    return {"roi_path": str(roi_path), "patches_path": str(patches_path),
+            "radiomics_image": str(rad_img_path), "radiomics_mask": str(rad_mask_path)}
 
 
 #: index fields that come from the manifest row, never from the cache (a cache entry is shared by every run with
@@ -229,7 +247,7 @@ def safe_preprocess_lesion(args) -> tuple[dict | None, str | None, str | None]:
     except OutputWriteError:
         raise  # the cache cannot be written: a run-level problem, not this case's
     except RadaeError as e:
-        mask = _s(row.get("mask"))
+        mask = as_text(row.get("mask"))
         return None, str(e), mask if mask and f"file {mask}" in str(e) else str(row.get("image", ""))
     except (RuntimeError, ValueError, OSError, MemoryError) as e:  # library errors on odd files: keep the cohort going
         problem = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
