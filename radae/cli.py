@@ -49,9 +49,10 @@ def _setup(quiet: bool, verbose: bool, threads: int | None = None, torch_threads
                         stream=sys.stderr, force=True)
     for noisy in ("radiomics", "distributed", "matplotlib", "PIL", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
-    if quiet:
-        os.environ["RADAE_QUIET"] = "1"
+    from radae.util.progress import set_quiet
     from radae.util.threads import configure_torch, passive_openmp
+
+    set_quiet(quiet)
 
     if torch_threads:
         configure_torch(threads)  # free cores only, passive OpenMP waiting (radae.util.threads)

@@ -1,4 +1,8 @@
-"""Progress bars (rich) that stay quiet in tests, CI logs and --quiet runs."""
+"""Progress bars (rich) that stay quiet in tests, CI logs and --quiet runs.
+
+Bars are drawn only on a terminal, and never when the caller passes ``quiet``, when the CLI ran with ``--quiet``
+(:func:`set_quiet`, process-wide) or when the environment sets ``RADAE_QUIET=1`` (for scripts and tests).
+"""
 from __future__ import annotations
 
 import os
@@ -7,9 +11,21 @@ from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
+_QUIET = [False]  # set by the CLI's --quiet for this process (a list: no `global` rebinding)
+
+
+def set_quiet(flag: bool) -> None:
+    """Turn progress bars off (``True``) for the rest of this process, as ``radae ... --quiet`` does."""
+    _QUIET[0] = bool(flag)
+
+
+def bars_off(quiet: bool = False) -> bool:
+    """Whether progress bars stay off: ``quiet``, :func:`set_quiet`, ``RADAE_QUIET=1`` or no terminal on stderr."""
+    return quiet or _QUIET[0] or os.environ.get("RADAE_QUIET") == "1" or not sys.stderr.isatty()
+
 
 def progress_iter(items: Iterable[T], total: int | None = None, desc: str = "", quiet: bool = False) -> Iterator[T]:
-    if quiet or os.environ.get("RADAE_QUIET") == "1" or not sys.stderr.isatty():
+    if bars_off(quiet):
         yield from items
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
