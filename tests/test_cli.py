@@ -78,3 +78,20 @@ def test_synth_and_info(cli, tmp_path):
     r = cli.invoke(app, ["info"])
     info = json.loads(r.output)
     assert r.exit_code == 0 and info["packages"]["SimpleITK"] and "data_root" in info and "torch_threads" in info["device"]
+
+
+def test_every_former_python_dash_m_entry_point_is_a_radae_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from radae.cli import app
+    from radae.config.doc import markdown
+
+    runner = CliRunner()
+    ref = runner.invoke(app, ["reference"])
+    assert ref.exit_code == 0 and ref.output.strip() == markdown().strip()
+    bad = runner.invoke(app, ["ibsi", "--out", str(tmp_path / "x.csv"), "--datasets", "phantom,Z"])
+    assert bad.exit_code == 2 and "unknown ['Z']" in bad.output and not (tmp_path / "x.csv").exists()
+    nodata = runner.invoke(app, ["ibsi", "--out", str(tmp_path / "x.csv"), "--data-root", str(tmp_path)])
+    assert nodata.exit_code == 2 and "no IBSI data under" in nodata.output
+    for cmd in (["report", "-h"], ["ibsi", "-h"], ["manifest", "examples", "-h"]):
+        assert runner.invoke(app, cmd).exit_code == 0, cmd
