@@ -153,3 +153,10 @@ class BenchmarkConfig(_Model):
         if self.primary[0] == self.primary[1]:
             raise ValueError(f"benchmark.primary compares a set with itself ({self.primary[0]!r}); name two feature sets")
         return self
+
+    def outcome_columns(self) -> list[str]:
+        """The manifest columns that are outcomes: the classification label, then survival time and event."""
+        cols = [self.classification.label] if self.classification else []
+        if self.survival:
+            cols += [self.survival.time, self.survival.event]
+        return cols

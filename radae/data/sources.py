@@ -82,16 +82,12 @@ def ensure_synth(cfg: PipelineConfig) -> None:
 
 
 def outcome_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
+    """What the manifest check must enforce for the columns the benchmark uses (outcomes, clinical, cohort, batch)."""
     b = cfg.benchmark
-    req, num, binary, nonneg = [], [], [], []
-    if b.classification is not None:
-        req.append(b.classification.label)
-        binary.append(b.classification.label)
-    if b.survival is not None:
-        req += [b.survival.time, b.survival.event]
-        num.append(b.survival.time)
-        nonneg.append(b.survival.time)
-        binary.append(b.survival.event)
+    req = b.outcome_columns()
+    num = [b.survival.time] if b.survival else []
+    nonneg = list(num)
+    binary = [c for c in (b.classification.label if b.classification else None, b.survival.event if b.survival else None) if c]
     req += list(b.clinical)
     num += list(b.clinical)
     # cohort and batch columns (is_evaluation is made by ingest from data.evaluation_patients, not read)
