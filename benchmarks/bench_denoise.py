@@ -132,7 +132,7 @@ def evaluate_heldout(model_path: Path, test: np.ndarray, kind: str, sigma: float
 
 def run_dataset(name: str, root: Path, args) -> dict:
     from radae.config import PipelineConfig
-    from radae.train import run_training
+    from radae.train.loop import run_training
 
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()

@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     from radae.features import handcrafted as hc
     from radae.features import latent as lat
     from radae.models import build_model
+    from radae.models.device import select_device
+    from radae.util.errors import ExtractError
 
     results: dict = {"lesions": args.lesions, "size_vox": args.size, "jobs": args.jobs, "image_types": args.image_types,
                      "cpu_count": os.cpu_count()}
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   "steady_lesions_per_s": round(steady, 3)}
         results["features_per_lesion"] = len(next(iter(reference.values())))
 
-        device = lat.select_device(args.device)
+        device = select_device(args.device, what="extract.latent.device", error=ExtractError)
         meta = {"in_channels": 1, "roi_size_zyx": (args.roi,) * 3, "latent_dim": ModelConfig().latent_dim}
         latent_rows = [rows[i % len(rows)] | {"case_id": f"L{i:05d}"} for i in range(n_latent)]
         variants = []

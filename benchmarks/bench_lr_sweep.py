@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from radae.config import load_pipeline
-    from radae.train import run_training
+    from radae.train.loop import run_training
 
     torch.set_num_threads(1)
     runs = args.runs or Path(tempfile.mkdtemp(prefix="radae_lr_sweep_"))

@@ -96,7 +96,7 @@ def train_step_flops(cfg, device: str) -> float:
 
 
 def run_radae(run_dir: Path, args, device: str) -> dict:
-    from radae.train import run_training
+    from radae.train.loop import run_training
 
     cfg = pipeline_config(run_dir, args, device)
     t0 = time.perf_counter()

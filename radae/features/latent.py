@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 
 from radae.config import LatentConfig, PipelineConfig
+from radae.models.device import select_device
+from radae.preprocess.items import Item, ItemReader
 from radae.util.errors import ExtractError, RadaeError, case_message
 
 logger = logging.getLogger(__name__)
@@ -36,15 +38,6 @@ _SPATIAL_DIMS = (2, 3, 4)  # (B, C, Z, Y, X)
 
 def latent_columns(dim: int) -> list[str]:
     return [f"latent_{i:03d}" for i in range(int(dim))]
-
-
-def select_device(preference: str) -> torch.device:
-    """``auto``: CUDA if available, else CPU; ``cuda`` without a GPU is an error."""
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ExtractError("extract.latent.device is 'cuda' but torch sees no CUDA device -> use device: auto or cpu")
-    if preference in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def flip_sets(tta_flips: bool) -> list[tuple[int, ...]]:
@@ -99,8 +92,6 @@ class LatentResult:
 
 
 def _roi_reader(in_channels: int):
-    from radae.train import Item, ItemReader
-
     reader = ItemReader(mask_channel=in_channels == 2)
 
     def load(row: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -272,7 +263,7 @@ def load_model(run_dir: Path, cfg: LatentConfig):
     if not path.is_file():
         raise ExtractError(case_message(None, path, "no trained model", "run the pretrain stage first, or set "
                                         "extract.latent.enabled: false"))
-    device = select_device(cfg.device)
+    device = select_device(cfg.device, what="extract.latent.device", error=ExtractError)
     model, meta = load_trained(path, device=device)
     return model, meta, device
 

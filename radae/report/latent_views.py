@@ -219,7 +219,7 @@ def _encode_rois(model, meta, paths: list[str]) -> tuple[np.ndarray, list[int]]:
     """mu of the ROIs that could be read (and their indices into ``paths``), in batches of 16."""
     import torch
 
-    from radae.train import Item, ItemReader
+    from radae.preprocess.items import Item, ItemReader
 
     reader = ItemReader(mask_channel=int(meta["in_channels"]) == 2)
     arrays, ok = [], []

@@ -8,6 +8,7 @@ import torch
 
 from radae.config import LatentConfig
 from radae.features import latent as lat
+from radae.models.device import select_device
 from radae.preprocess.store import load_roi, save_roi
 
 from .conftest import ROI, build_tiny_model, make_run
@@ -99,14 +100,16 @@ def test_bad_rois_become_failures(tmp_path):
     assert f"trained on {[ROI, ROI, ROI]}" in msgs[rows[1]["case_id"]]
 
 
-def test_cuda_request_without_gpu_is_an_error():
+def test_cuda_request_without_gpu_is_an_error(tmp_path):
     from radae.util.errors import ExtractError
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(ExtractError, match="no CUDA device"):
-        lat.select_device("cuda")
-    assert lat.select_device("auto").type == "cpu"
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "model.pt").write_bytes(b"")  # the device is chosen before the model is read
+    with pytest.raises(ExtractError, match=r"^extract\.latent\.device is 'cuda' but torch sees no CUDA device"):
+        lat.load_model(tmp_path, LatentConfig(device="cuda"))
+    assert select_device("auto", what="extract.latent.device", error=ExtractError).type == "cpu"
 
 
 def test_prepared_model_is_reused_not_copied_again():

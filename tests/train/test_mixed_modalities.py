@@ -8,7 +8,7 @@ import pytest
 from conftest import make_preprocessed_run, tiny_yaml
 from radae.config import load_pipeline
 from radae.util.errors import TrainError
-from radae.train import run_training
+from radae.train.loop import run_training
 
 
 def test_mixed_modality_pretraining_is_refused_unless_allowed(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_preprocessed_run, tiny_yaml
 from radae.config import load_pipeline
-from radae.train import run_training
+from radae.train.loop import run_training
 
 
 def _train(run_dir):

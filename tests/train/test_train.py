@@ -16,7 +16,9 @@ from radae.config import load_pipeline
 from radae.util.errors import TrainError
 from radae.models import load_trained
 from radae.runner import run_pipeline
-from radae.train import StepOrder, augment_batch, run_training
+from radae.train.augment import augment_batch
+from radae.train.data import StepOrder
+from radae.train.loop import run_training
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,59 @@
+"""Multi-process pretraining (DistributedDataParallel): who this process is and the few collective calls the loop makes.
+
+The process group is initialised by the caller (``torchrun ... -m radae.cli run``, see
+:func:`radae.runner.run_pretrain_distributed`); without one every helper here is the single-process identity.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return DistInfo()
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
+    """The model wrapped in DistributedDataParallel when ``world > 1`` (one GPU per process, or CPU/gloo)."""
+    if world > 1:
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model
+
+
+def gather(obj, world: int) -> list:
+    """``[obj of rank 0, ..., obj of rank world-1]`` on every process (``[obj]`` without DDP)."""
+    if world <= 1:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def any_rank(flag: bool, device: torch.device, world: int) -> bool:
+    """``flag`` max-reduced over the processes, so all stop at the same step.
+
+    Only a process whose own ``flag`` is true enters the collective (as the loop always did); if the ranks disagree
+    the others are not in it: a known limitation of ``max_minutes`` under DDP.
+    """
+    if not flag or world <= 1:
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
