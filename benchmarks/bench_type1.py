@@ -3,7 +3,7 @@
 Null model: ``n`` patients, a 0/1 label (half positive), two *independent* feature sets A and B of ``--features``
 columns each, drawn the same way (the first two columns of each shift by ``--effect`` SD between classes, the
 others are noise). A and B are equally strong by construction, so every paired test of "A = B" should reject in
-alpha = 5 % of the simulations. Each simulation runs radae's own code: ``cv.make_splits`` (patient-grouped,
+alpha = 5 % of the simulations. Each simulation runs radae's own code: ``folds.make_splits`` (patient-grouped,
 stratified, ``--folds`` x ``--repeats``), ``cv.cross_validate`` with the benchmark's logistic pipeline (nested
 grid search of C), then the inference of :mod:`radae.evaluate.inference`.
 
@@ -59,20 +59,21 @@ def draw(n: int, features: int, effect: float, rng: np.random.Generator):
 
 
 def spec(inner_folds: int):
-    from radae.evaluate import cv
+    from radae.evaluate.models import PipelineSpec
 
-    return cv.PipelineSpec(task="classification", model="logistic_l2", selection="none", inner_folds=inner_folds)
+    return PipelineSpec(task="classification", model="logistic_l2", selection="none", inner_folds=inner_folds)
 
 
 def one_simulation(args: tuple) -> dict:
     """Per-fold AUCs of A and B and the DeLong p-value of their averaged out-of-fold scores, for one data set."""
     from radae.evaluate import cv, stats
+    from radae.evaluate.folds import make_splits
 
     n, i, seed, features, effect, folds, repeats, inner = args
     rng = np.random.default_rng(np.random.SeedSequence([seed, n, i]))
     y, xa, xb = draw(n, features, effect, rng)
     groups = np.array([f"p{k}" for k in range(n)])
-    splits = cv.make_splits(y, groups, folds, repeats, seed=int(rng.integers(2**31)))
+    splits = make_splits(y, groups, folds, repeats, seed=int(rng.integers(2**31)))
     sp = spec(inner)
     res = {name: cv.cross_validate(x, y, groups, splits, sp, seed=i) for name, x in (("a", xa), ("b", xb))}
     auc = {k: np.array([r.metrics["auc"] for r in v]) for k, v in res.items()}
@@ -86,7 +87,9 @@ def true_auc(n_train: int, fits: int, seed: int, features: int, effect: float, i
     """Expected AUC of the pipeline trained on ``n_train`` fresh patients, scored on 4000 fresh patients."""
     from sklearn.base import clone
 
-    from radae.evaluate import cv, stats
+    from radae.evaluate import stats
+    from radae.evaluate.folds import FoldSplit, inner_splits
+    from radae.evaluate.models import build_pipeline
 
     vals = []
     for i in range(fits):
@@ -95,11 +98,11 @@ def true_auc(n_train: int, fits: int, seed: int, features: int, effect: float, i
         yt, xt, _ = draw(4000, features, effect, rng)
         groups = np.array([f"p{k}" for k in range(n_train)])
         # the same nested fit as one outer fold: grid search on inner grouped folds
-        split = cv.FoldSplit(0, 0, np.arange(n_train), np.arange(0))
-        pipe, grid = cv.build_pipeline(spec(inner), np.zeros(features, dtype=bool), i)
+        split = FoldSplit(0, 0, np.arange(n_train), np.arange(0))
+        pipe, grid = build_pipeline(spec(inner), np.zeros(features, dtype=bool), i)
         from sklearn.model_selection import GridSearchCV
 
-        inner_sp = cv.inner_splits(y, groups[split.train], inner, i)
+        inner_sp = inner_splits(y, groups[split.train], inner, i)
         search = GridSearchCV(clone(pipe), grid, scoring="roc_auc", cv=inner_sp, refit=True).fit(x, y)
         vals.append(stats.auc_score(yt, search.predict_proba(xt)[:, 1]))
     return float(np.mean(vals))

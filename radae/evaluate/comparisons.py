@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from radae.evaluate import inference, stats
+from radae.evaluate import inference, multiplicity
 
 COLUMNS = ["task", "model", "metric", "test", "role", "set_a", "set_b", "estimate_a", "estimate_b", "diff", "ci_low",
            "ci_high", "stat", "p_raw", "p_holm", "p_bh", "p_adjusted", "significant", "n", "n_undefined"]
@@ -94,8 +94,8 @@ def compare(task: str, results: Mapping[tuple[str, str, bool], list], main: str,
     df["p_holm"] = np.nan
     df["p_bh"] = np.nan
     for _, idx in df.groupby("role").groups.items():
-        df.loc[idx, "p_holm"] = stats.holm(df.loc[idx, "p_raw"].to_numpy())
-        df.loc[idx, "p_bh"] = stats.benjamini_hochberg(df.loc[idx, "p_raw"].to_numpy())
+        df.loc[idx, "p_holm"] = multiplicity.holm(df.loc[idx, "p_raw"].to_numpy())
+        df.loc[idx, "p_bh"] = multiplicity.benjamini_hochberg(df.loc[idx, "p_raw"].to_numpy())
     prim_col = "p_holm" if adjust == "holm" else "p_bh"
     df["p_adjusted"] = np.where(df["role"] == "primary", df[prim_col], df["p_bh"])
     df["significant"] = df["p_adjusted"] < 0.05

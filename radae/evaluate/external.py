@@ -30,10 +30,15 @@ from sklearn.model_selection import GridSearchCV
 
 import radae
 from radae.util.errors import BenchmarkError
-from radae.evaluate import cv, stats
+from radae.evaluate import stats
+from radae.evaluate.bootstrap import bootstrap_ci
 from radae.evaluate.decision import net_benefit_table
+from radae.evaluate.folds import inner_splits, strata_of
 from radae.evaluate.harmonise import with_batch
-from radae.evaluate.survival import is_survival_y
+from radae.evaluate.models import PipelineSpec, build_pipeline
+from radae.evaluate.probability_metrics import brier_score, calibration_slope_intercept
+from radae.evaluate.survival import concordance_scorer, is_survival_y
+from radae.evaluate.survival_metrics import harrell_c, uno_c
 
 logger = logging.getLogger(__name__)
 
@@ -86,23 +91,23 @@ def check_encoder_unseen(rows_val: pd.DataFrame, uses_latents: bool, pretrain_su
 
 
 # ----------------------------------------------------------------------------- fitting
-def pipeline_spec(task: str, model: str, preprocessing: str, bcfg, harmonise: bool) -> cv.PipelineSpec:
+def pipeline_spec(task: str, model: str, preprocessing: str, bcfg, harmonise: bool) -> PipelineSpec:
     """The same per-set pipeline the nested CV fits in each fold."""
-    return cv.PipelineSpec(task=task, model=model, selection=bcfg.selection, max_features=bcfg.max_features,
-                           correlation_threshold=bcfg.correlation_threshold, inner_folds=bcfg.cv.inner_folds,
-                           preprocessing=preprocessing, pca_components=bcfg.voxel_pca_components, harmonise=harmonise)
+    return PipelineSpec(task=task, model=model, selection=bcfg.selection, max_features=bcfg.max_features,
+                        correlation_threshold=bcfg.correlation_threshold, inner_folds=bcfg.cv.inner_folds,
+                        preprocessing=preprocessing, pca_components=bcfg.voxel_pca_components, harmonise=harmonise)
 
 
-def fit_locked(X: np.ndarray, y, groups: np.ndarray, spec: cv.PipelineSpec, forced: np.ndarray, seed: int):
+def fit_locked(X: np.ndarray, y, groups: np.ndarray, spec: PipelineSpec, forced: np.ndarray, seed: int):
     """Refit the whole pipeline on all development rows, hyperparameters by inner grouped CV. Returns (pipeline, params)."""
-    pipe, grid = cv.build_pipeline(spec, forced, seed)
+    pipe, grid = build_pipeline(spec, forced, seed)
     n_combos = int(np.prod([len(v) for v in grid.values()])) if grid else 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if n_combos == 1:
             return clone(pipe).fit(X, y), {k: v[0] for k, v in grid.items()}
-        inner = cv.inner_splits(cv.strata_of(y), groups, spec.inner_folds, seed)
-        scoring = "roc_auc" if spec.task == "classification" else cv.concordance_scorer
+        inner = inner_splits(strata_of(y), groups, spec.inner_folds, seed)
+        scoring = "roc_auc" if spec.task == "classification" else concordance_scorer
         search = GridSearchCV(pipe, grid, scoring=scoring, cv=inner, refit=True, error_score=np.nan, n_jobs=1).fit(X, y)
     if not np.isfinite(search.cv_results_["mean_test_score"]).any():
         raise BenchmarkError(f"external: every hyperparameter setting of {spec.model} failed on the development cohort")
@@ -244,19 +249,19 @@ def calibration_curve(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> pd.Dat
 
 def classification_external(y: np.ndarray, prob: np.ndarray, groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
     auc, lo, hi = stats.delong_ci(y, prob)
-    b = stats.bootstrap_ci(stats.auc_score, (y, prob), groups, n_boot, rng)
-    slope, intercept = stats.calibration_slope_intercept(y, prob)
+    b = bootstrap_ci(stats.auc_score, (y, prob), groups, n_boot, rng)
+    slope, intercept = calibration_slope_intercept(y, prob)
     return {"auc": {"estimate": auc, "ci_low": lo, "ci_high": hi, "ci_method": "delong"},
             "auc_bootstrap": {"estimate": b.estimate, "ci_low": b.ci_low, "ci_high": b.ci_high, "n_boot": b.n_valid,
                               "ci_method": "patient_bootstrap_percentile"},
             "calibration_slope": {"estimate": slope}, "calibration_intercept": {"estimate": intercept},
-            "brier": {"estimate": stats.brier_score(y, prob)},
+            "brier": {"estimate": brier_score(y, prob)},
             "n": int(len(y)), "n_positive": int(np.sum(y)), "prevalence": float(np.mean(y))}
 
 
 def survival_external(y, risk: np.ndarray, y_train, groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
-    b = stats.bootstrap_ci(stats.harrell_c, (y["time"], y["event"], risk), groups, n_boot, rng)
-    uno = stats.uno_c(y["time"], y["event"], risk, y_train["time"], y_train["event"])
+    b = bootstrap_ci(harrell_c, (y["time"], y["event"], risk), groups, n_boot, rng)
+    uno = uno_c(y["time"], y["event"], risk, y_train["time"], y_train["event"])
     return {"harrell_c": {"estimate": b.estimate, "ci_low": b.ci_low, "ci_high": b.ci_high, "n_boot": b.n_valid,
                           "ci_method": "patient_bootstrap_percentile"},
             "uno_c": {"estimate": float(uno)}, "n": int(len(risk)), "n_events": int(np.sum(y["event"]))}

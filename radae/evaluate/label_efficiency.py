@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 
 from radae.evaluate import cv, stats
+from radae.evaluate.folds import FoldSplit, derived_seed, make_splits, strata_of
+from radae.evaluate.models import PipelineSpec
+from radae.evaluate.survival_window import SurvivalEval
 
 logger = logging.getLogger(__name__)
 MAIN_METRIC = {"classification": "auc", "survival": "harrell_c"}
@@ -39,7 +42,7 @@ class Subsample:
 
     fraction: float
     repeat: int  # subsample draw (0 for fraction 1.0)
-    split: cv.FoldSplit
+    split: FoldSplit
     n_train_patients: int
 
 
@@ -49,7 +52,7 @@ def patient_strata(strata: np.ndarray, groups: np.ndarray) -> dict:
     return frame.groupby("g", sort=True)["s"].max().to_dict()
 
 
-def subsample_train(split: cv.FoldSplit, strata: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...],
+def subsample_train(split: FoldSplit, strata: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...],
                     repeat: int, seed: int, min_per_stratum: int = MIN_PER_STRATUM) -> list[Subsample]:
     """Nested, stratified, patient-grouped subsamples of ``split.train`` at each fraction (sorted ascending).
 
@@ -75,11 +78,11 @@ def subsample_train(split: cv.FoldSplit, strata: np.ndarray, groups: np.ndarray,
             k = min(len(pats), max(min_per_stratum, math.ceil(f * len(pats) - 1e-9)))
             keep.extend(pats[:k].tolist())
         rows = train[np.isin(groups[train], np.array(keep, dtype=object))]
-        out.append(Subsample(float(f), int(repeat), cv.FoldSplit(split.repeat, split.fold, np.sort(rows), split.test), len(keep)))
+        out.append(Subsample(float(f), int(repeat), FoldSplit(split.repeat, split.fold, np.sort(rows), split.test), len(keep)))
     return out
 
 
-def plan(splits: list[cv.FoldSplit], strata: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...],
+def plan(splits: list[FoldSplit], strata: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...],
          repeats: int, cv_repeats: int, seed: int, min_per_stratum: int = MIN_PER_STRATUM) -> list[Subsample]:
     """Every subsample of fractions < 1 for the first ``cv_repeats`` outer repeats, ``repeats`` draws each."""
     small = tuple(f for f in fractions if f < 1.0)
@@ -95,8 +98,8 @@ def plan(splits: list[cv.FoldSplit], strata: np.ndarray, groups: np.ndarray, fra
 
 
 def run_set(X: np.ndarray, y, groups: np.ndarray, subsamples: list[Subsample], full: list[cv.FoldResult],
-            spec: cv.PipelineSpec, seed: int, keys: dict, cv_repeats: int, include_full: bool,
-            fit: Callable[[list[cv.FoldSplit]], list[cv.FoldResult]] | None = None) -> pd.DataFrame:
+            spec: PipelineSpec, seed: int, keys: dict, cv_repeats: int, include_full: bool,
+            fit: Callable[[list[FoldSplit]], list[cv.FoldResult]] | None = None) -> pd.DataFrame:
     """Fit ``spec`` on every subsample and score the outer test fold; the long table of :data:`COLUMNS`.
 
     ``full`` are the benchmark's fold results of the same set and model at fraction 1.0 (reused, not refitted).
@@ -126,7 +129,7 @@ def run_set(X: np.ndarray, y, groups: np.ndarray, subsamples: list[Subsample], f
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _fit_all(run, splits: list[cv.FoldSplit], keys: dict) -> list[cv.FoldResult | None]:
+def _fit_all(run, splits: list[FoldSplit], keys: dict) -> list[cv.FoldResult | None]:
     """All splits at once (parallel); if one fails, each alone, a failure giving None (logged)."""
     from radae.util.errors import BenchmarkError
 
@@ -190,7 +193,7 @@ def summary(table: pd.DataFrame, main: dict[str, str], fractions: tuple[float, .
 
 
 def run_task(task: str, sets: dict, mask: np.ndarray, y, groups: np.ndarray, bcfg, seed: int,
-             full_results: dict, survival_eval: cv.SurvivalEval | None = None,
+             full_results: dict, survival_eval: SurvivalEval | None = None,
              column_filters: dict | None = None, batch: np.ndarray | None = None) -> pd.DataFrame:
     """Label-efficiency table of one benchmark task: every feature set x model on the task's rows.
 
@@ -201,11 +204,11 @@ def run_task(task: str, sets: dict, mask: np.ndarray, y, groups: np.ndarray, bcf
     """
     fractions = tuple(bcfg.label_fractions)
     models = list(bcfg.models if task == "classification" else bcfg.survival_models)
-    strata = cv.strata_of(y)
-    splits = cv.make_splits(strata, groups, bcfg.cv.folds, bcfg.cv.repeats, bcfg.cv.seed)
+    strata = strata_of(y)
+    splits = make_splits(strata, groups, bcfg.cv.folds, bcfg.cv.repeats, bcfg.cv.seed)
     cv_repeats = min(bcfg.label_cv_repeats, bcfg.cv.repeats)
     # at least inner_folds patients per class/event group, so the inner stratified search has one per inner fold
-    subs = plan(splits, strata, groups, fractions, bcfg.label_repeats, cv_repeats, cv._derived_seed(seed, bcfg.cv.seed, 23),
+    subs = plan(splits, strata, groups, fractions, bcfg.label_repeats, cv_repeats, derived_seed(seed, bcfg.cv.seed, 23),
                 max(MIN_PER_STRATUM, bcfg.cv.inner_folds))
     frames = []
     from radae.evaluate import external, harmonise

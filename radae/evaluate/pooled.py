@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from radae.evaluate import stats
+from radae.evaluate.probability_metrics import balanced_accuracy
 
 
 def balanced_accuracy_training_prevalence(y: np.ndarray, fold_results: list) -> float:
@@ -27,7 +27,7 @@ def balanced_accuracy_training_prevalence(y: np.ndarray, fold_results: list) -> 
         thr = (total - float(np.sum(y[te]))) / n_tr if n_tr > 0 else 0.5
         yy.append(y[te])
         above.append(np.asarray(r.score, dtype=float) >= thr)
-    return stats.balanced_accuracy(np.concatenate(yy), np.concatenate(above).astype(float), 0.5)
+    return balanced_accuracy(np.concatenate(yy), np.concatenate(above).astype(float), 0.5)
 
 
 def patient_level(time: np.ndarray, event: np.ndarray, group: np.ndarray, patients: np.ndarray | None):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from radae.evaluate.stats import harrell_c
+from radae.evaluate.survival_metrics import harrell_c
 
 logger = logging.getLogger(__name__)
 

@@ -9,13 +9,22 @@ fold agrees on). A fold whose test follow-up ends before the window does gets IB
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from radae.evaluate import stats
+from radae.evaluate.survival_metrics import kaplan_meier, step_values_at
 
 IBS_GRID = 50  # points of the IBS time grid
+
+
+@dataclass(frozen=True)
+class SurvivalEval:
+    """Evaluation settings fixed once per task: td-AUC horizons, Uno tau, IBS time grid."""
+
+    horizons: tuple[float, ...]
+    ibs_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def training_event_times(y, splits) -> list[np.ndarray]:
@@ -29,10 +38,8 @@ def training_event_times(y, splits) -> list[np.ndarray]:
     return out
 
 
-def choose_settings(y, splits, horizons: Sequence[float] = (), ibs_window: Sequence[float] | None = None):
+def choose_settings(y, splits, horizons: Sequence[float] = (), ibs_window: Sequence[float] | None = None) -> SurvivalEval:
     """(horizons, ibs_times): configured values, or derived from training-fold event times only."""
-    from radae.evaluate.cv import SurvivalEval
-
     per_fold = training_event_times(y, splits)
     if horizons:
         hz = tuple(float(h) for h in horizons)
@@ -71,8 +78,8 @@ def mean_td_auc(aucs: np.ndarray, horizons: Sequence[float], time: np.ndarray, e
         return float("nan")
     if len(aucs) == 1:
         return float(aucs[0])
-    knots, surv = stats.kaplan_meier(time, event)
-    s = stats._step_eval(knots, surv, h)
+    knots, surv = kaplan_meier(time, event)
+    s = step_values_at(knots, surv, h)
     d = -np.diff(np.r_[1.0, s])
     w = d[ok]
     if not w.sum() > 0:

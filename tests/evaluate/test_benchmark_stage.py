@@ -343,7 +343,7 @@ def test_voxel_crop_centre_leaves_the_encoder_input_of_a_mask_edit_unchanged(tmp
     row = cases.iloc[0].to_dict()
     img = sitk.ReadImage(row["mask"])
     arr = sitk.GetArrayFromImage(img)
-    from radae.evaluate.robustness import erode
+    from radae.evaluate.perturbations import erode
 
     eroded = sitk.GetImageFromArray(erode(arr))
     eroded.CopyInformation(img)

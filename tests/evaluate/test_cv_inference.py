@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from radae.evaluate import comparisons, cv, inference, permutation, pooled, stats, survival_window
+from radae.evaluate import comparisons, cv, inference, multiplicity, permutation, pooled, probability_metrics, stats, survival_metrics, survival_window
+from radae.evaluate.folds import make_splits
 from radae.evaluate.survival import survival_y
 
 
@@ -84,9 +85,9 @@ def test_compare_gives_one_row_per_pair_with_separate_families():
     assert len(df) == 10 and list(df.columns) == comparisons.COLUMNS
     prim = df[df.role == "primary"]
     assert list(zip(prim.set_a, prim.set_b)) == [("learned", "handcrafted"), ("learned_pooled", "handcrafted")]  # combined mixes in handcrafted: exploratory
-    assert np.allclose(prim.p_adjusted, stats.holm(prim.p_raw))
+    assert np.allclose(prim.p_adjusted, multiplicity.holm(prim.p_raw))
     expl = df[df.role == "exploratory"]
-    assert np.allclose(expl.p_adjusted, stats.benjamini_hochberg(expl.p_raw))
+    assert np.allclose(expl.p_adjusted, multiplicity.benjamini_hochberg(expl.p_raw))
     assert (df.test == "corrected_t_calibrated").all()
 
 
@@ -122,7 +123,7 @@ def test_mean_td_auc_matches_scikit_survival():
     yte = survival_y(time[80:], event[80:])
     hz = np.quantile(time[80:][event[80:]], [0.25, 0.5, 0.75])
     aucs_ref, mean_ref = cumulative_dynamic_auc(ytr, yte, risk[80:], hz)
-    aucs = stats.cumulative_dynamic_auc(time[80:], event[80:], risk[80:], time[:80], event[:80], hz)
+    aucs = survival_metrics.cumulative_dynamic_auc(time[80:], event[80:], risk[80:], time[:80], event[:80], hz)
     assert np.allclose(aucs, aucs_ref, atol=1e-10)
     assert survival_window.mean_td_auc(aucs, hz, time[80:], event[80:]) == pytest.approx(mean_ref, abs=1e-10)
     assert mean_ref != pytest.approx(np.mean(aucs_ref), abs=1e-6)  # the plain mean is a different number
@@ -135,7 +136,7 @@ def test_survival_window_comes_from_training_folds_and_is_the_same_for_every_fol
     event = rng.random(n) < 0.7
     y = survival_y(time, event)
     groups = np.arange(n)
-    splits = cv.make_splits(event.astype(int), groups, 5, 2, 0)
+    splits = make_splits(event.astype(int), groups, 5, 2, 0)
     ev = survival_window.choose_settings(y, splits)
     lo = max(np.quantile(time[s.train][event[s.train]], 0.1) for s in splits)
     hi = min(np.quantile(time[s.train][event[s.train]], 0.9) for s in splits)
@@ -157,7 +158,7 @@ def test_pooled_balanced_accuracy_uses_each_training_folds_prevalence():
     r1.test_index, r1.score = np.arange(5, 10), np.array([0.5, 0.5, 0.5, 0.9, 0.5])
     # at 0.2 / 0.8 every test row is right; at the cohort prevalence 0.5 fold 1's negatives would be called positive
     assert pooled.balanced_accuracy_training_prevalence(y, [r0, r1]) == 1.0
-    assert stats.balanced_accuracy(y, np.r_[r0.score, r1.score], 0.5) < 1.0
+    assert probability_metrics.balanced_accuracy(y, np.r_[r0.score, r1.score], 0.5) < 1.0
 
 
 def test_km_counts_patients_once():

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from radae.util.errors import BenchmarkError
-from radae.evaluate import cv
+from radae.evaluate import cv, folds, models
 from radae.evaluate.harmonise import ComBat, batch_codes, with_batch
 
 
@@ -65,12 +65,12 @@ def test_planted_site_effect_removed_inside_folds_signal_kept():
     assert site_auc(H_tr, H_te) < 0.7
     # the biological signal survives, through the real fold pipeline (ComBat first, then the usual chain)
     X2, forced, _ = with_batch(X, np.zeros(X.shape[1], bool), site)
-    spec = cv.PipelineSpec(task="classification", model="logistic_l2", max_features=5, harmonise=True)
-    splits = cv.make_splits(y, np.arange(len(y)).astype(str), 3, 1, 0)
+    spec = models.PipelineSpec(task="classification", model="logistic_l2", max_features=5, harmonise=True)
+    splits = folds.make_splits(y, np.arange(len(y)).astype(str), 3, 1, 0)
     res = cv.cross_validate(X2, y, np.arange(len(y)).astype(str), splits, spec, seed=0, forced=forced)
     assert np.mean([r.metrics["auc"] for r in res]) > 0.8
     assert all(r.n_features == X.shape[1] for r in res)
-    site_res = cv.cross_validate(X2, site, np.arange(len(y)).astype(str), cv.make_splits(site, np.arange(len(y)).astype(str), 3, 1, 0),
+    site_res = cv.cross_validate(X2, site, np.arange(len(y)).astype(str), folds.make_splits(site, np.arange(len(y)).astype(str), 3, 1, 0),
                                  spec, seed=0, forced=forced)
     assert np.mean([r.metrics["auc"] for r in site_res]) < 0.7
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from benchmark_synth import make_run, pipeline_config
 
 from radae.config import PipelineConfig
-from radae.evaluate import cv
+from radae.evaluate import cv, folds
 from radae.evaluate import label_efficiency as le
 from radae.stages.benchmark import run_benchmark
 
@@ -30,7 +30,7 @@ def _cohort(n_patients=60, seed=0):
 @pytest.fixture(scope="module")
 def split_and_subs():
     y, groups = _cohort()
-    splits = cv.make_splits(y, groups, folds=5, repeats=2, seed=0)
+    splits = folds.make_splits(y, groups, folds=5, repeats=2, seed=0)
     subs = le.plan(splits, y, groups, FRACTIONS, repeats=3, cv_repeats=2, seed=4)
     return y, groups, splits, subs
 
@@ -77,7 +77,7 @@ def test_subsamples_are_nested_across_fractions_and_differ_between_draws(split_a
 
 def test_subsamples_are_seeded_and_deterministic():
     y, groups = _cohort()
-    splits = cv.make_splits(y, groups, folds=5, repeats=1, seed=0)
+    splits = folds.make_splits(y, groups, folds=5, repeats=1, seed=0)
     a = le.plan(splits, y, groups, FRACTIONS, repeats=2, cv_repeats=1, seed=4)
     b = le.plan(splits, y, groups, FRACTIONS, repeats=2, cv_repeats=1, seed=4)
     c = le.plan(splits, y, groups, FRACTIONS, repeats=2, cv_repeats=1, seed=5)
@@ -92,8 +92,8 @@ def test_survival_subsamples_are_stratified_by_event():
     from radae.evaluate.survival import survival_y
 
     yy = survival_y(rng.uniform(1, 100, 50), event)
-    strata = cv.strata_of(yy)
-    sp = cv.make_splits(strata, groups, 5, 1, 0)[0]
+    strata = folds.strata_of(yy)
+    sp = folds.make_splits(strata, groups, 5, 1, 0)[0]
     sub = le.subsample_train(sp, strata, groups, (0.25,), 0, 3)[0]
     n_ev = int(event[sp.train].sum())
     assert int(event[sub.split.train].sum()) == max(2, int(np.ceil(0.25 * n_ev)))
@@ -154,7 +154,7 @@ def test_a_subsample_that_cannot_be_fitted_is_a_missing_value_not_a_crash():
     from radae.util.errors import BenchmarkError
 
     y, groups = _cohort()
-    splits = cv.make_splits(y, groups, folds=3, repeats=1, seed=0)
+    splits = folds.make_splits(y, groups, folds=3, repeats=1, seed=0)
     subs = le.plan(splits, y, groups, (0.25, 0.5), repeats=1, cv_repeats=1, seed=0)
     ok = cv.FoldResult(0, 0, {"auc": 0.7}, np.array([0]), np.zeros(1), np.zeros(1), np.array([""]), {}, 1, 10, 5)
 

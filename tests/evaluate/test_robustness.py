@@ -4,6 +4,8 @@ import pandas as pd
 import pytest
 
 from radae.util.errors import BenchmarkError
+from radae.evaluate import icc as I
+from radae.evaluate import perturbations as P
 from radae.evaluate import robustness as R
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges
@@ -36,11 +38,11 @@ def test_icc_matches_hand_computed_anova_and_published_values():
     assert (bms, jms, ems) == pytest.approx((11.24, 32.49, 1.02), abs=0.01)
     icc31 = (bms - ems) / (bms + (k - 1) * ems)
     icc21 = (bms - ems) / (bms + (k - 1) * ems + k * (jms - ems) / n)
-    assert R.icc(x, "icc3_1") == pytest.approx(icc31, abs=1e-12)
-    assert R.icc(x, "icc2_1") == pytest.approx(icc21, abs=1e-12)
+    assert I.icc(x, "icc3_1") == pytest.approx(icc31, abs=1e-12)
+    assert I.icc(x, "icc2_1") == pytest.approx(icc21, abs=1e-12)
     # published: ICC(3,1) = .71, ICC(2,1) = .29
-    assert round(R.icc(x, "icc3_1"), 2) == 0.71
-    assert round(R.icc(x, "icc2_1"), 2) == 0.29
+    assert round(I.icc(x, "icc3_1"), 2) == 0.71
+    assert round(I.icc(x, "icc2_1"), 2) == 0.29
 
 
 def test_icc_vectorised_over_features_and_edge_cases():
@@ -48,14 +50,14 @@ def test_icc_vectorised_over_features_and_edge_cases():
     stable = np.repeat(rng.normal(size=(20, 1)), 5, axis=1) + 1e-3 * rng.normal(size=(20, 5))
     noise = rng.normal(size=(20, 5))
     cube = np.stack([SF_RATINGS, SF_RATINGS], axis=2)
-    np.testing.assert_allclose(R.icc(cube, "icc3_1"), [R.icc(SF_RATINGS)] * 2)
-    assert R.icc(stable) > 0.99
-    assert abs(R.icc(noise)) < 0.2
-    assert np.isnan(R.icc(np.ones((5, 3))))  # no variation at all: undefined
+    np.testing.assert_allclose(I.icc(cube, "icc3_1"), [I.icc(SF_RATINGS)] * 2)
+    assert I.icc(stable) > 0.99
+    assert abs(I.icc(noise)) < 0.2
+    assert np.isnan(I.icc(np.ones((5, 3))))  # no variation at all: undefined
     # a constant offset per rater: consistency ICC ignores it, absolute agreement does not
     shifted = np.column_stack([stable[:, 0], stable[:, 0] + 5.0])
-    assert R.icc(shifted, "icc3_1") == pytest.approx(1.0)
-    assert R.icc(shifted, "icc2_1") < 0.5
+    assert I.icc(shifted, "icc3_1") == pytest.approx(1.0)
+    assert I.icc(shifted, "icc2_1") < 0.5
 
 
 def test_icc_table_from_long_values_and_training_subset():
@@ -65,19 +67,19 @@ def test_icc_table_from_long_values_and_training_subset():
             rows.append({"case_id": f"c{i}", "condition": cond, "feature_set": "handcrafted", "feature": "f", "value": SF_RATINGS[i, j]})
             rows.append({"case_id": f"c{i}", "condition": cond, "feature_set": "learned", "feature": "latent_000", "value": float(i)})
     values = pd.DataFrame(rows)
-    table = R.icc_table(values, "icc3_1")
+    table = I.icc_table(values, "icc3_1")
     got = table.set_index("feature")
-    assert got.loc["f", "icc"] == pytest.approx(R.icc(SF_RATINGS))
+    assert got.loc["f", "icc"] == pytest.approx(I.icc(SF_RATINGS))
     assert got.loc["latent_000", "icc"] == pytest.approx(1.0)
     assert (got["n_lesions"] == 6).all() and (got["n_conditions"] == 4).all()
-    sub = R.icc_table(values, "icc3_1", case_ids=["c0", "c1", "c2"]).set_index("feature")
-    assert sub.loc["f", "icc"] == pytest.approx(R.icc(SF_RATINGS[:3]))
+    sub = I.icc_table(values, "icc3_1", case_ids=["c0", "c1", "c2"]).set_index("feature")
+    assert sub.loc["f", "icc"] == pytest.approx(I.icc(SF_RATINGS[:3]))
     # a NaN drops that lesion for that feature only
     values.loc[(values.case_id == "c5") & (values.feature == "f") & (values.condition == "noise"), "value"] = np.nan
-    t2 = R.icc_table(values).set_index("feature")
+    t2 = I.icc_table(values).set_index("feature")
     assert t2.loc["f", "n_lesions"] == 5 and t2.loc["latent_000", "n_lesions"] == 6
-    assert t2.loc["f", "icc"] == pytest.approx(R.icc(SF_RATINGS[:5]))
-    fr = R.robust_fractions(t2)
+    assert t2.loc["f", "icc"] == pytest.approx(I.icc(SF_RATINGS[:5]))
+    fr = I.robust_fractions(t2)
     assert fr["learned"]["fraction_icc_ge_0_75"] == 1.0
     assert fr["handcrafted"]["fraction_icc_ge_0_90"] == 0.0
 
@@ -91,15 +93,15 @@ def _lesion(shape=(16, 20, 18)):
     return image, mask
 
 
-@pytest.mark.parametrize("kind", R.PERTURBATION_KINDS)
+@pytest.mark.parametrize("kind", P.PERTURBATION_KINDS)
 def test_perturbations_are_pure_and_reproducible(kind):
     image, mask = _lesion()
     img0, msk0 = image.copy(), mask.copy()
-    p1 = R.draw_perturbation(kind, np.random.default_rng(1))
-    p2 = R.draw_perturbation(kind, np.random.default_rng(1))
+    p1 = P.draw_perturbation(kind, np.random.default_rng(1))
+    p2 = P.draw_perturbation(kind, np.random.default_rng(1))
     assert p1 == p2
-    a = R.apply_perturbation(p1, image, mask, (1.0, 1.0, 2.0), "MR")
-    b = R.apply_perturbation(p2, image, mask, (1.0, 1.0, 2.0), "MR")
+    a = P.apply_perturbation(p1, image, mask, (1.0, 1.0, 2.0), "MR")
+    b = P.apply_perturbation(p2, image, mask, (1.0, 1.0, 2.0), "MR")
     np.testing.assert_array_equal(image, img0)
     np.testing.assert_array_equal(mask, msk0)
     np.testing.assert_array_equal(a[0], b[0])
@@ -115,20 +117,20 @@ def test_perturbations_are_pure_and_reproducible(kind):
 def test_erode_dilate_count_voxels_of_a_cube():
     m = np.zeros((8, 8, 8), np.uint8)
     m[2:6, 2:6, 2:6] = 1  # 4^3 cube
-    assert R.erode(m).sum() == 8  # 2^3 core
+    assert P.erode(m).sum() == 8  # 2^3 core
     single = np.zeros((5, 5, 5), np.uint8)
     single[2, 2, 2] = 1
-    assert R.dilate(single).sum() == 7  # the voxel and its 6 face neighbours
+    assert P.dilate(single).sum() == 7  # the voxel and its 6 face neighbours
     with pytest.raises(BenchmarkError, match="leaves no lesion voxel"):
-        R.erode(single)
+        P.erode(single)
 
 
 def test_rotation_and_translation_geometry():
     image, mask = _lesion((15, 15, 15))
-    same_i, same_m = R.rotate(image, mask, 0.0, 0, (1.0, 1.0, 1.0))
+    same_i, same_m = P.rotate(image, mask, 0.0, 0, (1.0, 1.0, 1.0))
     np.testing.assert_allclose(same_i, image, atol=1e-4)
     np.testing.assert_array_equal(same_m, mask)
-    shifted, smask = R.translate(image, mask, (1.0, 0.0, 0.0))
+    shifted, smask = P.translate(image, mask, (1.0, 0.0, 0.0))
     np.testing.assert_allclose(shifted[5:-1], image[4:-2], atol=1e-4)
     np.testing.assert_array_equal(smask[1:], mask[:-1])
 
@@ -138,14 +140,14 @@ def test_rotation_about_z_maps_x_axis_to_y_axis():
     img[4, 4, 4:8] = 1.0  # a bar from the centre along +x
     mask = np.zeros((9, 9, 9), np.uint8)
     mask[4, 4, 4] = 1  # centroid at the centre
-    out, _ = R.rotate(img, mask, 90.0, 0, (1.0, 1.0, 1.0))
+    out, _ = P.rotate(img, mask, 90.0, 0, (1.0, 1.0, 1.0))
     bar = np.argwhere(out > 0.5)
     assert set(map(tuple, bar)) in ({(4, y, 4) for y in range(4, 8)}, {(4, y, 4) for y in range(1, 5)})
 
 
 def test_resample_keeps_physical_extent():
     image, mask = _lesion((16, 20, 18))
-    img2, m2, sp = R.resample_spacing(image, mask, (1.0, 1.0, 2.0), 2.0)
+    img2, m2, sp = P.resample_spacing(image, mask, (1.0, 1.0, 2.0), 2.0)
     assert img2.shape == (8, 10, 9)
     assert sp == pytest.approx((2.0, 2.0, 4.0))
     vol0 = mask.sum() * 1.0 * 1.0 * 2.0
@@ -157,14 +159,14 @@ def test_noise_level_estimate_and_added_noise():
     rng = np.random.default_rng(0)
     smooth = np.tile(np.linspace(0, 100, 40, dtype=np.float32), (10, 40, 1))
     noisy = smooth + rng.normal(0, 3.0, size=smooth.shape).astype(np.float32)
-    assert R.estimate_noise_sigma(noisy) == pytest.approx(3.0, rel=0.1)
-    assert R.estimate_noise_sigma(smooth) < 0.1
-    added = R.add_noise(smooth, 2.0, seed=1) - smooth
+    assert P.estimate_noise_sigma(noisy) == pytest.approx(3.0, rel=0.1)
+    assert P.estimate_noise_sigma(smooth) < 0.1
+    added = P.add_noise(smooth, 2.0, seed=1) - smooth
     assert added.std() == pytest.approx(2.0, rel=0.05)
-    rician = R.add_noise(smooth + 50, 2.0, seed=1, rician=True)
+    rician = P.add_noise(smooth + 50, 2.0, seed=1, rician=True)
     assert rician.min() >= 0
-    p = R.Perturbation("noise", (("scale", 1.0), ("seed", 3.0)))
-    out, _, _ = R.apply_perturbation(p, noisy, np.ones_like(noisy, np.uint8), (1, 1, 1), "CT")
+    p = P.Perturbation("noise", (("scale", 1.0), ("seed", 3.0)))
+    out, _, _ = P.apply_perturbation(p, noisy, np.ones_like(noisy, np.uint8), (1, 1, 1), "CT")
     assert (out - noisy).std() == pytest.approx(3.0, rel=0.15)  # the image's own noise level
 
 
@@ -177,7 +179,7 @@ def test_perturbation_study_table_and_failures():
     def extract(cid, pert):
         img, msk = lesions[cid]
         if pert is not None:
-            img, msk, _ = R.apply_perturbation(pert, img, msk, (1.0, 1.0, 1.0), "CT")
+            img, msk, _ = P.apply_perturbation(pert, img, msk, (1.0, 1.0, 1.0), "CT")
         return {"handcrafted": {"original_firstorder_Mean": float(img[msk > 0].mean()), "original_shape_VoxelVolume": float(msk.sum())}}
 
     failed = []
@@ -198,19 +200,19 @@ def test_icc_confidence_interval_matches_pingouin(kind, pg_type):
         n, k = ratings.shape
         long = pd.DataFrame({"s": np.repeat(np.arange(n), k), "r": np.tile(np.arange(k), n), "v": ratings.ravel()})
         ref = pg.intraclass_corr(long, targets="s", raters="r", ratings="v").set_index("Type").loc[pg_type]
-        lo, hi = R.icc_ci(ratings, kind)
-        assert R.icc(ratings, kind) == pytest.approx(ref["ICC"], abs=1e-10)
+        lo, hi = I.icc_ci(ratings, kind)
+        assert I.icc(ratings, kind) == pytest.approx(ref["ICC"], abs=1e-10)
         # pingouin rounds its interval to 2 decimals
         assert lo == pytest.approx(ref["CI95"][0], abs=0.006) and hi == pytest.approx(ref["CI95"][1], abs=0.006)
-        assert lo < R.icc(ratings, kind) < hi
+        assert lo < I.icc(ratings, kind) < hi
 
 
 def test_icc_ci_vectorised_and_table_columns():
     cube = np.stack([SF_RATINGS, SF_RATINGS * 2 + 1], axis=2)
-    lo, hi = R.icc_ci(cube, "icc3_1")
+    lo, hi = I.icc_ci(cube, "icc3_1")
     assert lo[0] == pytest.approx(lo[1]) and hi[0] == pytest.approx(hi[1])
-    assert R.icc_ci(SF_RATINGS[:1], "icc3_1") != R.icc_ci(SF_RATINGS, "icc3_1")  # n < 2: NaN
-    assert np.isnan(R.icc_ci(SF_RATINGS[:1], "icc3_1")[0])
+    assert I.icc_ci(SF_RATINGS[:1], "icc3_1") != I.icc_ci(SF_RATINGS, "icc3_1")  # n < 2: NaN
+    assert np.isnan(I.icc_ci(SF_RATINGS[:1], "icc3_1")[0])
 
 
 def _study_values(n=12, seed=0):
@@ -229,7 +231,7 @@ def _study_values(n=12, seed=0):
 
 
 def test_family_table_medians_with_bootstrap_intervals():
-    fam = R.family_table(_study_values(), "icc3_1", n_boot=100, seed=0).set_index(["feature_set", "family"])
+    fam = I.family_table(_study_values(), "icc3_1", n_boot=100, seed=0).set_index(["feature_set", "family"])
     assert set(fam.index) == {("learned", "all"), ("learned", "latent"), ("handcrafted", "all"), ("handcrafted", "shape"),
                               ("handcrafted", "glcm")}
     assert fam.loc[("handcrafted", "shape"), "median_icc"] > 0.9  # a stable feature
@@ -237,9 +239,9 @@ def test_family_table_medians_with_bootstrap_intervals():
     assert fam.loc[("handcrafted", "glcm"), "n_features"] == 2 and fam.loc[("handcrafted", "all"), "n_features"] == 3
     for r in fam.itertuples():
         assert r.ci_low <= r.median_icc + 1e-9 and r.median_icc <= r.ci_high + 1e-9
-    again = R.family_table(_study_values(), "icc3_1", n_boot=100, seed=0).set_index(["feature_set", "family"])
+    again = I.family_table(_study_values(), "icc3_1", n_boot=100, seed=0).set_index(["feature_set", "family"])
     pd.testing.assert_frame_equal(fam, again)
-    assert R.feature_family("wavelet-LLH_firstorder_Mean") == "firstorder" and R.feature_family("latent_012") == "latent"
+    assert I.feature_family("wavelet-LLH_firstorder_Mean") == "firstorder" and I.feature_family("latent_012") == "latent"
 
 
 def test_input_changes_counts_lesions_whose_input_differs():

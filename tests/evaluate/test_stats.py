@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from radae.evaluate import stats
+from radae.evaluate import bootstrap, multiplicity, probability_metrics, stats, survival_metrics
 
 
 # ----------------------------------------------------------------------------- AUC / DeLong
@@ -85,9 +85,9 @@ def test_harrell_c_hand_worked():
     t = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     e = np.array([1, 0, 1, 1, 0])
     # comparable pairs: (0,1..4), (2,3), (2,4), (3,4) = 7; all concordant except (3,4)
-    assert stats.harrell_c(t, e, np.array([5.0, 3.0, 4.0, 1.0, 2.0])) == pytest.approx(6 / 7)
+    assert survival_metrics.harrell_c(t, e, np.array([5.0, 3.0, 4.0, 1.0, 2.0])) == pytest.approx(6 / 7)
     # a tie in risk for (3,4) counts one half
-    assert stats.harrell_c(t, e, np.array([5.0, 3.0, 4.0, 2.0, 2.0])) == pytest.approx(6.5 / 7)
+    assert survival_metrics.harrell_c(t, e, np.array([5.0, 3.0, 4.0, 2.0, 2.0])) == pytest.approx(6.5 / 7)
 
 
 def test_harrell_c_matches_lifelines():
@@ -100,7 +100,7 @@ def test_harrell_c_matches_lifelines():
         e = rng.random(n) < 0.6
         risk = np.round(rng.normal(size=n) - 0.02 * t, 1)  # ties in risk
         ref = concordance_index(t, -risk, e)  # lifelines scores are predicted survival times
-        assert stats.harrell_c(t, e, risk) == pytest.approx(ref, abs=1e-12)
+        assert survival_metrics.harrell_c(t, e, risk) == pytest.approx(ref, abs=1e-12)
 
 
 def _surv(t, e):
@@ -123,24 +123,24 @@ def test_uno_c_td_auc_ibs_match_scikit_survival():
     test_t, test_e, test_r = t[50:], e[50:], risk[50:]
     tau = float(np.quantile(test_t, 0.8))
     ref_uno = sksurv_metrics.concordance_index_ipcw(_surv(train_t, train_e), _surv(test_t, test_e), test_r, tau=tau)[0]
-    assert stats.uno_c(test_t, test_e, test_r, train_t, train_e, tau=tau) == pytest.approx(ref_uno, rel=1e-10)
+    assert survival_metrics.uno_c(test_t, test_e, test_r, train_t, train_e, tau=tau) == pytest.approx(ref_uno, rel=1e-10)
     # no censoring at all: Uno's C is Harrell's C
-    assert stats.uno_c(t, np.ones(n, bool), risk, t, np.ones(n, bool)) == pytest.approx(stats.harrell_c(t, np.ones(n, bool), risk))
+    assert survival_metrics.uno_c(t, np.ones(n, bool), risk, t, np.ones(n, bool)) == pytest.approx(survival_metrics.harrell_c(t, np.ones(n, bool), risk))
 
     times = np.quantile(test_t[test_e], [0.3, 0.5, 0.7])
     ref_auc, _ = sksurv_metrics.cumulative_dynamic_auc(_surv(train_t, train_e), _surv(test_t, test_e), test_r, times)
-    got = stats.cumulative_dynamic_auc(test_t, test_e, test_r, train_t, train_e, times)
+    got = survival_metrics.cumulative_dynamic_auc(test_t, test_e, test_r, train_t, train_e, times)
     np.testing.assert_allclose(got, ref_auc, rtol=1e-10)
 
     grid = np.linspace(np.quantile(test_t, 0.1), np.quantile(test_t, 0.7), 15)
     surv = np.exp(-np.exp(test_r)[:, None] * grid[None, :])  # some S(t | x)
     ref_ibs = sksurv_metrics.integrated_brier_score(_surv(train_t, train_e), _surv(test_t, test_e), surv, grid)
-    assert stats.integrated_brier_score(test_t, test_e, surv, grid, train_t, train_e) == pytest.approx(ref_ibs, rel=1e-10)
+    assert survival_metrics.integrated_brier_score(test_t, test_e, surv, grid, train_t, train_e) == pytest.approx(ref_ibs, rel=1e-10)
 
 
 def test_kaplan_meier_hand_worked():
     # times 1,2,2,3,4 with events 1,1,0,1,0: S(1)=4/5, S(2)=4/5*3/4=0.6, S(3)=0.6*1/2=0.3, S(4)=0.3
-    knots, s = stats.kaplan_meier(np.array([1, 2, 2, 3, 4.0]), np.array([1, 1, 0, 1, 0]))
+    knots, s = survival_metrics.kaplan_meier(np.array([1, 2, 2, 3, 4.0]), np.array([1, 1, 0, 1, 0]))
     np.testing.assert_allclose(knots, [1, 2, 3, 4])
     np.testing.assert_allclose(s, [0.8, 0.6, 0.3, 0.3])
 
@@ -150,28 +150,28 @@ def test_calibration_slope_recovers_known_miscalibration():
     rng = np.random.default_rng(0)
     lp = rng.normal(0, 1.5, size=20000)
     y = (rng.random(lp.size) < 1 / (1 + np.exp(-lp))).astype(int)
-    slope, intercept = stats.calibration_slope_intercept(y, 1 / (1 + np.exp(-lp)))
+    slope, intercept = probability_metrics.calibration_slope_intercept(y, 1 / (1 + np.exp(-lp)))
     assert slope == pytest.approx(1.0, abs=0.05)
     assert intercept == pytest.approx(0.0, abs=0.05)
     # predictions twice as extreme -> slope 1/2; shifted by -1 on the logit scale -> intercept +1
-    slope2, _ = stats.calibration_slope_intercept(y, 1 / (1 + np.exp(-2 * lp)))
-    _, intercept2 = stats.calibration_slope_intercept(y, 1 / (1 + np.exp(-(lp - 1))))
+    slope2, _ = probability_metrics.calibration_slope_intercept(y, 1 / (1 + np.exp(-2 * lp)))
+    _, intercept2 = probability_metrics.calibration_slope_intercept(y, 1 / (1 + np.exp(-(lp - 1))))
     assert slope2 == pytest.approx(0.5, abs=0.03)
     assert intercept2 == pytest.approx(1.0, abs=0.06)
 
 
 def test_calibration_separated_data_is_nan_not_a_number_from_nowhere():
-    slope, _ = stats.calibration_slope_intercept(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
+    slope, _ = probability_metrics.calibration_slope_intercept(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
     assert math.isnan(slope)
 
 
 def test_brier_and_balanced_accuracy():
     y = np.array([1, 0, 1, 0])
     p = np.array([0.9, 0.2, 0.4, 0.6])
-    assert stats.brier_score(y, p) == pytest.approx((0.01 + 0.04 + 0.36 + 0.36) / 4)
+    assert probability_metrics.brier_score(y, p) == pytest.approx((0.01 + 0.04 + 0.36 + 0.36) / 4)
     # threshold 0.5: sensitivity 1/2, specificity 1/2
-    assert stats.balanced_accuracy(y, p, 0.5) == pytest.approx(0.5)
-    assert stats.balanced_accuracy(y, p, 0.3) == pytest.approx(0.5 * (1.0 + 0.5))
+    assert probability_metrics.balanced_accuracy(y, p, 0.5) == pytest.approx(0.5)
+    assert probability_metrics.balanced_accuracy(y, p, 0.3) == pytest.approx(0.5 * (1.0 + 0.5))
 
 
 # ----------------------------------------------------------------------------- resampling
@@ -200,7 +200,7 @@ def test_bootstrap_resamples_whole_clusters():
         sizes.append(len(v))
         return float(v.mean())
 
-    res = stats.bootstrap_ci(stat, (x,), groups, 200, np.random.default_rng(0))
+    res = bootstrap.bootstrap_ci(stat, (x,), groups, 200, np.random.default_rng(0))
     # every resample is a union of whole clusters: its length is a sum of three cluster sizes (3 or 1 each)
     assert set(sizes[1:]) <= {3, 5, 7, 9}
     assert res.estimate == pytest.approx(0.6)
@@ -212,17 +212,17 @@ def test_bootstrap_is_reproducible_with_the_same_seed():
     rng_data = np.random.default_rng(5)
     y = rng_data.integers(0, 2, 50)
     s = y + rng_data.normal(size=50)
-    r1 = stats.bootstrap_ci(stats.auc_score, (y, s), None, 100, np.random.default_rng(1))
-    r2 = stats.bootstrap_ci(stats.auc_score, (y, s), None, 100, np.random.default_rng(1))
+    r1 = bootstrap.bootstrap_ci(stats.auc_score, (y, s), None, 100, np.random.default_rng(1))
+    r2 = bootstrap.bootstrap_ci(stats.auc_score, (y, s), None, 100, np.random.default_rng(1))
     assert r1 == r2
 
 
 def test_holm_and_bh_hand_worked():
     p = [0.01, 0.04, 0.03, 0.005]
     # Holm: sorted .005,.01,.03,.04 x 4,3,2,1 = .02,.03,.06,.04 -> running max .02,.03,.06,.06
-    np.testing.assert_allclose(stats.holm(p), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(multiplicity.holm(p), [0.03, 0.06, 0.06, 0.02])
     # BH: sorted x 4/i = .02,.02,.04,.04 -> running min from the top leaves them
-    np.testing.assert_allclose(stats.benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
-    out = stats.adjust_pvalues([0.5, float("nan"), 0.01], "holm")
+    np.testing.assert_allclose(multiplicity.benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+    out = multiplicity.adjust_pvalues([0.5, float("nan"), 0.01], "holm")
     assert math.isnan(out[1])
     np.testing.assert_allclose(out[[0, 2]], [0.5, 0.02])

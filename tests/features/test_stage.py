@@ -221,7 +221,7 @@ def test_stage_with_dask_local_cluster_matches_process_pool(tiny_run):
 
 def test_robustness_extractor_feeds_the_benchmark_perturbation_path(tiny_run, tmp_path):
     """The benchmark finds radae.features' extractor and runs a perturbed lesion through it."""
-    from radae.evaluate import robustness
+    from radae.evaluate import perturbations
     from radae.stages.benchmark import find_extractors, perturbed_lesion_features
 
     runs, run_dir, cases, rois = tiny_run
@@ -235,7 +235,7 @@ def test_robustness_extractor_feeds_the_benchmark_perturbation_path(tiny_run, tm
     rad = pd.read_parquet(run_dir / "extract" / "radiomics.parquet")
     assert list(plain["learned"]) == [c for c in lat.columns[2:] if c.startswith("latent_")]
     assert set(plain["handcrafted"]) == set(rad.columns[2:])
-    pert = robustness.draw_perturbation("noise", np.random.default_rng(3))
+    pert = perturbations.draw_perturbation("noise", np.random.default_rng(3))
     noisy = perturbed_lesion_features(case, pert, cfg, extractor, 0, tmp_path / "work")
     assert noisy["handcrafted"]["original_firstorder_Mean"] != plain["handcrafted"]["original_firstorder_Mean"]
     assert noisy["learned"] != plain["learned"]
