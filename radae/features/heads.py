@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from radae.models.noise import NOISE_CODE, corrupt, noise_kind_for, noise_settings
+from radae.models.noise import NOISE_CODE, corrupt, noise_kind_for, noise_settings, run_noise_levels
 
 HEADS = ("pooled", "anomaly", "random")
 POOL_STATS = ("avg", "max", "mask")
@@ -46,20 +46,6 @@ def level_channels(meta: dict) -> list[int]:
 
 def pooled_columns(channels: list[int], prefix: str = "pooled") -> list[str]:
     return [f"{prefix}_l{lvl}_{stat}_{c:03d}" for lvl, n in enumerate(channels) for stat in POOL_STATS for c in range(n)]
-
-
-def noise_levels(sigma: tuple[float, float]) -> list[float]:
-    lo, hi = float(sigma[0]), float(sigma[1])
-    return [lo] if hi == lo else [lo, hi]
-
-
-def run_noise_levels(noise: dict) -> list[float]:
-    """The levels a run's noise model is probed at: sigma's ends, or the mask ratio for ``kind: mask``; none for none."""
-    if noise.get("kind") in ("none", None):
-        return []
-    if noise.get("kind") == "mask":
-        return [float(noise.get("mask_ratio", 0.5))]
-    return noise_levels(tuple(noise["sigma"]))
 
 
 def anomaly_columns(meta: dict) -> list[str]:

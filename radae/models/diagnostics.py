@@ -47,7 +47,7 @@ BASELINES = ("noisy", "recon", "blur", "mean_image")
 
 def levels_of(noise: dict) -> list[tuple[str, float]]:
     """``[(name, level)]``: the ends of ``sigma`` (``mask_ratio`` for the mask kind); [] when the kind is none."""
-    from radae.features.heads import run_noise_levels
+    from radae.models.noise import run_noise_levels
 
     return [(f"{'ratio' if noise.get('kind') == 'mask' else 'sigma'}={v:g}", v) for v in run_noise_levels(noise)]
 

@@ -128,3 +128,17 @@ def corrupt(x: Tensor, codes, sigma_range: tuple[float, float], generator: torch
         return out
     parts = [x[:, :channel], out, x[:, channel + 1 :]]
     return torch.cat(parts, dim=1)
+
+
+def noise_levels(sigma: tuple[float, float]) -> list[float]:
+    lo, hi = float(sigma[0]), float(sigma[1])
+    return [lo] if hi == lo else [lo, hi]
+
+
+def run_noise_levels(noise: dict) -> list[float]:
+    """The levels a run's noise model is probed at: sigma's ends, or the mask ratio for ``kind: mask``; none for none."""
+    if noise.get("kind") in ("none", None):
+        return []
+    if noise.get("kind") == "mask":
+        return [float(noise.get("mask_ratio", 0.5))]
+    return noise_levels(tuple(noise["sigma"]))
