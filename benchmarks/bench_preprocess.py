@@ -3,7 +3,7 @@
 Runs radae's shared per-lesion path (:func:`radae.preprocess.lesion.safe_preprocess_lesion`: read image + mask,
 resample to ``--spacing`` mm, resample the mask, normalise, crop the ``--roi``^3 ROI and the pretraining patches,
 bbox-crop the PyRadiomics inputs, write the cache) over the STS T1 MR lesions of ``data_manifests/sts_mr.csv``,
-through the stage's own :func:`radae.stages.preprocess.preprocess_lesions` (serial for ``n_jobs: 1``; a process pool with
+through the stage's own :func:`radae.preprocess.parallel.preprocess_lesions` (serial for ``n_jobs: 1``; a process pool with
 one SimpleITK thread per worker, largest images first, for ``n_jobs: K``). Each run writes into its own empty cache folder (no cache hits). The parallel
 timing includes starting the pool. Data: ``radae.config.data_root()`` (env RADAE_DATA).
 
@@ -39,7 +39,7 @@ def load_rows(manifest: Path, n: int) -> list[dict]:
 
 
 def run(rows, cfg, cache: Path, jobs: int) -> tuple[float, list]:
-    from radae.stages.preprocess import preprocess_lesions
+    from radae.preprocess.parallel import preprocess_lesions
 
     t0 = time.perf_counter()
     res = preprocess_lesions(rows, cfg.model_copy(update={"n_jobs": jobs}), cache, 0)

@@ -96,7 +96,7 @@ def fabricate(tmpl_dir: Path, runs_dir: Path, n: int) -> Path:
     """A run folder with ``n`` lesions built from the template (see the module docstring)."""
     import pandas as pd
 
-    from radae.stages import extract as ext
+    from radae.features import tasks as ft
 
     cfg = _config(runs_dir)
     run_dir = cfg.run_dir
@@ -117,13 +117,13 @@ def fabricate(tmpl_dir: Path, runs_dir: Path, n: int) -> Path:
     rois.to_parquet(run_dir / "preprocess" / "rois.parquet", index=False)
     cases.to_parquet(run_dir / "ingest" / "cases.parquet", index=False)
     rcfg = cfg.extract.radiomics
-    specs = ext.radiomics_specs(cfg, rois["modality"])
-    t_tasks = {t.case_id: t for t in ext.radiomics_tasks(t_rois.astype({"case_id": str, "patient_id": str}),
+    specs = ft.radiomics_specs(cfg, rois["modality"])
+    t_tasks = {t.case_id: t for t in ft.radiomics_tasks(t_rois.astype({"case_id": str, "patient_id": str}),
                                                           t_cases.reset_index(), rcfg.grid, specs)}
-    t_partial = {c: ext.read_partial(tmpl_dir / "extract" / "partial" / "radiomics", t) for c, t in t_tasks.items()}
+    t_partial = {c: ft.read_partial(tmpl_dir / "extract" / "partial" / "radiomics", t) for c, t in t_tasks.items()}
     partial = run_dir / "extract" / "partial" / "radiomics"
-    for task, src in zip(ext.radiomics_tasks(rois, cases, rcfg.grid, specs), src_case):
-        ext.save_partial(partial, {**t_partial[src], "case_id": task.case_id, "key": task.key})
+    for task, src in zip(ft.radiomics_tasks(rois, cases, rcfg.grid, specs), src_case):
+        ft.save_partial(partial, {**t_partial[src], "case_id": task.case_id, "key": task.key})
     return run_dir
 
 

@@ -6,5 +6,8 @@
 - :mod:`radae.features.parallel` - serial / process pool / Dask execution of per-lesion tasks
 - :mod:`radae.features.table` - column order, atomic Parquet + CSV writing, provenance, patient aggregation
 - :mod:`radae.features.dictionary` - the data dictionary (family, image type, units, description per column)
-- :mod:`radae.features.ibsi` - IBSI 1 compliance table (``python -m radae.features.ibsi --out FILE``)
+- :mod:`radae.features.tasks` - the lesion index, one PyRadiomics task per lesion, resume keys and partial results
+- :mod:`radae.features.provenance` - versions, settings hash, table and per-lesion provenance
+- :mod:`radae.features.run` - the extract stage's body: run the extractors, write every table (streamed)
+- :mod:`radae.features.ibsi` - IBSI 1 compliance table (``radae ibsi --out FILE``)
 """

@@ -1,6 +1,6 @@
 """IBSI 1 compliance of PyRadiomics as radae runs it: which features match the IBSI reference values, which do not, why.
 
-    python -m radae.features.ibsi --out radae/params/ibsi_compliance.csv [--data-root DIR] [--datasets phantom A B C D E]
+    radae ibsi --out radae/params/ibsi_compliance.csv [--data-root DIR] [--datasets phantom A B C D E]
 
 Inputs (``radae.config.data_root()``): the IBSI 1 digital phantom (``ibsi/ibsi1_digital_phantom``), the IBSI 1 CT
 phantom PAT1 (``ibsi/ibsi1_ct_phantom_PAT1/nifti``) and the consensus reference values with tolerances
@@ -31,10 +31,8 @@ counts, mean, min, max), which explains most mismatches of the interpolated conf
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -388,27 +386,3 @@ def shipped_table_path() -> Path:
 
     return Path(str(resources.files("radae") / "params" / "ibsi_compliance.csv"))
 
-
-def main(argv: list[str] | None = None) -> int:
-    from radae.config import data_root
-    from radae.util.fsutil import atomic_write_text
-
-    p = argparse.ArgumentParser(prog="python -m radae.features.ibsi", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
-    p.add_argument("--data-root", type=Path, default=None, help="shared data folder (default: $RADAE_DATA)")
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    args = p.parse_args(argv)
-    root = args.data_root or data_root()
-    if not (root / "ibsi" / "reference_values").is_dir():
-        print(f"error: no IBSI data under {root} (set RADAE_DATA or --data-root)", file=sys.stderr)
-        return 2
-    table = compliance_table(root, tuple(args.datasets))
-    atomic_write_text(args.out, table.to_csv(index=False, lineterminator="\n"))
-    counts = table.groupby(["dataset", "status"], sort=False).size()
-    print(f"wrote {args.out} ({len(table)} rows)")
-    print(counts.to_string())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -67,21 +67,31 @@ def encode_batch(model: torch.nn.Module, x: torch.Tensor, tta_flips: bool = Fals
     return acc / len(flips)
 
 
-def prepare_model(model: torch.nn.Module, cfg: LatentConfig) -> torch.nn.Module:
+@dataclass(frozen=True)
+class PreparedModel:
+    """An encoder ready for inference (:func:`prepare_model`) and the layout it was prepared for."""
+
+    module: torch.nn.Module
+    channels_last: bool
+
+
+def prepare_model(model: torch.nn.Module | PreparedModel, cfg: LatentConfig) -> PreparedModel:
     """The model to encode with: an eval-mode copy with batch norm folded into the convolutions
     (:func:`radae.models.inference.fold_batch_norm`), in the channels-last-3d layout when ``cfg.channels_last``.
 
-    A model this returned comes back as it is (no second copy), so callers that encode many small batches prepare once.
+    A :class:`PreparedModel` for the same layout comes back as it is (no second copy), so callers that encode many
+    small batches prepare once and pass the prepared model; one for another layout is prepared again from its module.
     """
     from radae.models.inference import fold_batch_norm
 
-    if getattr(model, "_radae_inference_layout", None) == cfg.channels_last:
-        return model
+    if isinstance(model, PreparedModel):
+        if model.channels_last == cfg.channels_last:
+            return model
+        model = model.module
     model = fold_batch_norm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    model._radae_inference_layout = cfg.channels_last
-    return model
+    return PreparedModel(model, cfg.channels_last)
 
 
 @dataclass(frozen=True)
@@ -120,13 +130,14 @@ def feature_columns(meta: dict, heads: Iterable[str]) -> list[str]:
 class _Encoders:
     """The prepared trained model (and, with the ``random`` head, its untrained twin) plus what each head needs."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict, cfg: LatentConfig, device: torch.device):
+    def __init__(self, model: torch.nn.Module | PreparedModel, meta: dict, cfg: LatentConfig, device: torch.device):
         from radae.features import heads as hd
 
         self.cfg, self.meta, self.heads = cfg, meta, set(cfg.heads)
-        self.model = prepare_model(model, cfg)
+        self.model = prepare_model(model, cfg).module
         self.seed = int((meta.get("extra") or {}).get("seed", 0))
-        self.random = prepare_model(hd.random_model(meta, self.seed, device), cfg) if "random" in self.heads else None
+        self.random = (prepare_model(hd.random_model(meta, self.seed, device), cfg).module if "random" in self.heads
+                       else None)
 
     def features(self, x: torch.Tensor, mask: torch.Tensor, cases: list[str], modalities: list[str]) -> np.ndarray:
         from radae.features import heads as hd
@@ -152,8 +163,8 @@ class _Encoders:
                                for p in parts], axis=1)
 
 
-def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: LatentConfig, device: torch.device,
-                 progress: Callable | None = None) -> Iterator[tuple[pd.DataFrame, list[tuple[str, str, str]]]]:
+def iter_latents(rows: Iterable[dict], model: torch.nn.Module | PreparedModel, meta: dict, cfg: LatentConfig,
+                 device: torch.device, progress: Callable | None = None) -> Iterator[tuple[pd.DataFrame, list[tuple[str, str, str]]]]:
     """Latents (and the configured heads' features) batch by batch, in the order of ``rows``:
     ``(table of the batch's lesions, failures since the last batch)``.
 
@@ -221,7 +232,7 @@ def iter_latents(rows: Iterable[dict], model: torch.nn.Module, meta: dict, cfg: 
         yield emit()
 
 
-def extract_latents(rows: list[dict], model: torch.nn.Module, meta: dict, cfg: LatentConfig,
+def extract_latents(rows: list[dict], model: torch.nn.Module | PreparedModel, meta: dict, cfg: LatentConfig,
                     device: torch.device, progress: Callable | None = None) -> LatentResult:
     """Latents of every ROI in ``rows`` (rois.parquet records) as one table (:func:`iter_latents`, collected)."""
     import time

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from radae.util.errors import ExtractError
 from radae.util.progress import progress_iter
+from radae.util.threads import single_threaded_worker
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +35,6 @@ DASK_BATCH_MAX = 16
 #: (benchmarks/bench_extract.py). A cluster of your own (``dask_address``) keeps its own settings.
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
 _WORKER_SHARED: Any = None
-
-
-def single_threaded_worker() -> None:
-    """One thread per worker for SimpleITK (filters, resampling) and torch, if loaded: n_jobs workers x all cores
-    would oversubscribe (:mod:`radae.util.threads`)."""
-    import sys
-
-    import SimpleITK as sitk
-
-    from radae.util.threads import passive_openmp
-
-    passive_openmp()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
 
 
 def _init_worker(shared: Any, parent_pid: int | None = None) -> None:

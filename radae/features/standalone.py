@@ -3,7 +3,7 @@
 - ``radae features IMAGE MASK [--params FILE] [--label N]``: one lesion, one CSV row on stdout (like
   ``pyradiomics IMAGE MASK``).
 - ``radae features --manifest cases.csv --jobs N --out features.csv [--model model.pt]``: every row of a radae
-  manifest, through the extract stage's own code (:func:`radae.stages.extract.write_tables`): the same tables,
+  manifest, through the extract stage's own code (:func:`radae.features.run.write_tables`): the same tables,
   provenance, data dictionary and ``failures.csv``. They are written to the work folder ``<out stem>_radae/``
   beside ``--out`` (``ingest/`` and ``extract/``, a run-folder layout); ``--out`` is a copy of
   ``extract/radiomics.csv`` (and ``<out stem>_latent.csv`` of ``latent.csv`` with ``--model``). A second call with
@@ -147,15 +147,16 @@ def _preprocess(ctx, model: Path) -> None:
 
 def _extract(ctx) -> dict:
     from radae.features import table as tbl
-    from radae.stages import extract as ext
+    from radae.features.run import write_tables
+    from radae.features.tasks import CASE_COLUMNS, ROI_COLUMNS, read_index
 
-    cases = ext._read(ctx.run_dir / "ingest" / "cases.parquet", "case table", ext.CASE_COLUMNS + ("modality",))
+    cases = read_index(ctx.run_dir / "ingest" / "cases.parquet", "case table", CASE_COLUMNS + ("modality",))
     if ctx.cfg.extract.latent.enabled:
-        rois = ext._read(ctx.run_dir / "preprocess" / "rois.parquet", "ROI index", ext.ROI_COLUMNS)
+        rois = read_index(ctx.run_dir / "preprocess" / "rois.parquet", "ROI index", ROI_COLUMNS)
     else:
         rois = cases[["case_id", "patient_id", "modality"]].copy()
     rois = rois.sort_values(tbl.KEYS, kind="mergesort").reset_index(drop=True)
-    summary = ext.write_tables(ctx, rois, cases, ctx.stage_dir())
+    summary = write_tables(ctx, rois, cases, ctx.stage_dir())
     (ctx.stage_dir() / "_stage.json").write_text(json.dumps({"status": "done", "by": "radae features"}))
     return summary
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import sys
@@ -32,6 +31,7 @@ import pandas as pd
 from radae.util.csvsafe import neutralise_cell, neutralise_frame
 from radae.util.errors import ExtractError
 from radae.util.fsutil import WRITE_ERRNOS, atomic_path, output_write_error
+from radae.util.values import json_clean
 
 KEYS = ["case_id", "patient_id"]
 PROVENANCE_KEY = b"radae.provenance"
@@ -357,15 +357,3 @@ def aggregate_patient_chunks(chunks: Iterable[pd.DataFrame], volume_ml: pd.Serie
     for chunk in whole_patients(chunks):
         yield aggregate_patients(chunk, volume_ml, how)
 
-
-def json_clean(obj):
-    """Replace non-finite floats by None (strict JSON) recursively."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return json_clean(obj.item())
-    return obj

@@ -18,13 +18,14 @@ PACKAGES = ("radae", "torch", "monai", "SimpleITK", "pyradiomics", "PyWavelets",
 OPTIONAL = ("umap-learn", "opencv-python", "opencv-python-headless", "nibabel")
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names=PACKAGES, optional=OPTIONAL) -> dict[str, str | None]:
+    """``{name: installed version}`` for ``names``, in that order; None if not installed (left out if ``optional``)."""
     out = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
-            if name not in OPTIONAL:
+            if name not in optional:
                 out[name] = None
     return out
 

@@ -76,3 +76,16 @@ def single_threaded_worker_env() -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     passive_openmp()
+
+
+def single_threaded_worker() -> None:
+    """For pool workers (PyRadiomics, preprocess): one thread for SimpleITK (filters, resampling) and torch, if
+    loaded: n_jobs workers x all cores would oversubscribe."""
+    import sys
+
+    import SimpleITK as sitk
+
+    passive_openmp()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)

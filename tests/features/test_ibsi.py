@@ -55,7 +55,7 @@ def test_configuration_a_matches_ibsi_except_kurtosis(data_root):
 
 @pytest.mark.data
 def test_shipped_table_is_current(data_root):
-    """radae/params/ibsi_compliance.csv is what `python -m radae.features.ibsi` writes with this PyRadiomics."""
+    """radae/params/ibsi_compliance.csv is what `radae ibsi` writes with this PyRadiomics."""
     shipped = pd.read_csv(ibsi.shipped_table_path(), keep_default_na=False, na_values=[""])
     assert list(shipped.columns) == ibsi.COLUMNS
     assert set(shipped["dataset"]) == {d.name for d in ibsi.DATASETS.values()}

@@ -11,7 +11,7 @@ import pytest
 
 from radae.util.errors import ExtractError
 from radae.features.table import read_provenance
-from radae.stages.extract import LESION_PROVENANCE_COLUMNS
+from radae.features.provenance import LESION_PROVENANCE_COLUMNS
 from radae.runner import run_pipeline
 
 from .conftest import make_run, pipeline
@@ -112,8 +112,8 @@ def test_tables_streamed_in_small_chunks_equal_tables_written_at_once(tmp_path, 
     """Chunks of 2 lesions and row groups of 2 rows give the same tables (and the same CSV bytes) as the defaults."""
     import pyarrow.parquet as pq
 
+    from radae.features import run as extract_run
     from radae.features import table as tbl
-    from radae.stages import extract as ext
 
     runs = tmp_path / "runs"
     make_run(runs / "t", patients=["A", "A", "B", "C", "C", "C", "D"])
@@ -122,7 +122,7 @@ def test_tables_streamed_in_small_chunks_equal_tables_written_at_once(tmp_path, 
     names = ("latent", "radiomics", "latent_patient", "radiomics_patient", "lesion_provenance")
     _run(cfg)
     whole = {n: (pd.read_parquet(out / f"{n}.parquet"), (out / f"{n}.csv").read_bytes()) for n in names}
-    monkeypatch.setattr(ext, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(extract_run, "CHUNK_ROWS", 2)
     monkeypatch.setattr(tbl, "ROW_GROUP_ROWS", (2, 2))
     _run(cfg, force=True)
     for n in names:

@@ -69,6 +69,31 @@ def test_failed_write_leaves_previous_table(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]
 
 
+
+def test_failed_last_flush_closes_both_handles_and_removes_temp_files(tmp_path, monkeypatch):
+    """When the final _flush raises, __exit__ still closes the Parquet and CSV handles (no descriptor is left on a
+    deleted temp file), removes both temp files, keeps the previous table and re-raises the flush's error."""
+    import os
+
+    df = tbl.canonical(pd.DataFrame({"case_id": ["a"], "patient_id": ["p"], "latent_000": [1.0]}))
+    path, csv_path = tbl.write_table(df, tmp_path / "t.parquet")
+    before = (path.read_bytes(), csv_path.read_bytes())
+
+    def boom(self, final=False):
+        raise RuntimeError("flush failed")
+
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    monkeypatch.setattr(tbl.TableWriter, "_flush", boom)
+    w = tbl.TableWriter(path, tbl.column_kinds(df))
+    with pytest.raises(RuntimeError, match="flush failed"):
+        with w:
+            w.write(df.assign(latent_000=2.0))
+    assert not w._pq.is_open and w._csv.closed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]  # temp files gone
+    assert (path.read_bytes(), csv_path.read_bytes()) == before
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) == fds
+
 def test_aggregate_patients_largest_and_weighted_mean():
     df = tbl.canonical(pd.DataFrame({
         "case_id": ["a1", "a2", "b1"], "patient_id": ["A", "A", "B"],

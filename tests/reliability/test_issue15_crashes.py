@@ -186,8 +186,8 @@ def test_preprocess_pool_workers_die_with_a_killed_parent_and_free_the_run_lock(
         import os, sys, time
         from concurrent.futures import ProcessPoolExecutor
         from radae.util.fsutil import run_lock
-        from radae.stages import preprocess as P
-        init = getattr(P, "_init_worker", None)  # the stage's initializer (before issue 15: none of its own)
+        from radae.preprocess import parallel as P
+        init = getattr(P, "_init_worker", None)  # the preprocess pool's initializer (before issue 15: none of its own)
         with run_lock({str(tmp_path / 'run')!r}):
             with ProcessPoolExecutor(2, initializer=init, initargs=(os.getpid(),) if init else ()) as ex:
                 futs = [ex.submit(time.sleep, 120) for _ in range(2)]
