@@ -16,13 +16,24 @@ import jinja2
 
 import radae
 from radae.util.fsutil import atomic_write_text
-from radae.report import sections as S
-from radae.report.external import external_section
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Table
 from radae.report.keys import KeyNumbers
 from radae.report.learned_checks import banner_messages
-from radae.report.label_efficiency import label_efficiency_section
+from radae.report.sections.appendix import appendix_section
+from radae.report.sections.context import Context
+from radae.report.sections.data import data_section
+from radae.report.sections.downstream import downstream_section
+from radae.report.sections.external import external_section
+from radae.report.sections.features import features_section
+from radae.report.sections.ibsi import ibsi_section
+from radae.report.sections.label_efficiency import label_efficiency_section
+from radae.report.sections.latent import latent_section
+from radae.report.sections.preprocess import preprocess_section
+from radae.report.sections.pretrain import pretrain_section
+from radae.report.sections.redundancy import redundancy_section
+from radae.report.sections.robustness import robustness_section
+from radae.report.sections.summary import summary_section
 
 logger = logging.getLogger(__name__)
 
@@ -64,25 +75,25 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, title: 
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     run = RunFolder(run_dir)
     cfg = run.yaml("config.resolved.yaml") or {}
-    ctx = S.Context(run=run, keys=KeyNumbers(), cfg=cfg, max_rows=max_rows)
+    ctx = Context(run=run, keys=KeyNumbers(), cfg=cfg, max_rows=max_rows)
     name = cfg.get("name") or run_dir.name
 
     # Result sections first: the run summary quotes their headline numbers.
     body = {
-        "data": S.data_section(ctx),
-        "preprocess": S.preprocess_section(ctx),
-        "pretrain": S.pretrain_section(ctx),
-        "features": S.features_section(ctx),
-        "latent": S.latent_section(ctx),
-        "downstream": S.downstream_section(ctx),
+        "data": data_section(ctx),
+        "preprocess": preprocess_section(ctx),
+        "pretrain": pretrain_section(ctx),
+        "features": features_section(ctx),
+        "latent": latent_section(ctx),
+        "downstream": downstream_section(ctx),
         "label_efficiency": label_efficiency_section(ctx),
-        "robustness": S.robustness_section(ctx),
-        "redundancy": S.redundancy_section(ctx),
-        "ibsi": S.ibsi_section(ctx),
+        "robustness": robustness_section(ctx),
+        "redundancy": redundancy_section(ctx),
+        "ibsi": ibsi_section(ctx),
         "external": external_section(ctx),
     }
-    summary = S.summary_section(ctx)
-    appendix = S.appendix_section(ctx, rerun_command(run_dir))
+    summary = summary_section(ctx)
+    appendix = appendix_section(ctx, rerun_command(run_dir))
     read = sorted(run.inputs.items())
     appendix.add(Table(["file", "sha256"], [[rel, h] for rel, h in read],
                        "Run-folder files this page was built from (and only these), with their sha256.", collapsed=True))

@@ -196,9 +196,9 @@ def test_harmonised_external_run_and_predict_with_the_batch_column(tmp_path):
 def test_report_section_states_the_external_numbers(ext_run):
     from radae.report.artifacts import RunFolder
     from radae.report.blocks import Figure, Table
-    from radae.report.external import external_section
+    from radae.report.sections.external import external_section
     from radae.report.keys import KeyNumbers
-    from radae.report.sections import Context
+    from radae.report.sections.context import Context
 
     run_dir, summary = ext_run
     ctx = Context(run=RunFolder(run_dir), keys=KeyNumbers(), cfg={"benchmark": {"external": {"column": "cohort"}}})

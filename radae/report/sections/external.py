@@ -12,6 +12,7 @@ from markupsafe import Markup
 from radae.report import plots
 from radae.report.blocks import Heading, Note, Paragraph, Section, Table
 from radae.report.keys import key_segment
+from radae.report.sections.context import fig as figure_block
 
 EPV_WARN = 10.0
 
@@ -93,16 +94,12 @@ def _external_blocks(ctx, ext: dict) -> list:
             cal = cal[(cal["task"] == "classification") & (cal["model"] == first)]
             legend = {n: f"{n} (slope {_fmt((cls[n][first].get('calibration_slope') or {}).get('estimate'), '.2f')}, "
                          f"intercept {_fmt((cls[n][first].get('calibration_intercept') or {}).get('estimate'), '.2f')})" for n in cls if first in cls[n]}
-            from radae.report.sections import fig
-
-            out.append(fig(calibration_figure(cal, legend), f"Observed vs predicted risk by decile of predicted risk, model {first}.",
+            out.append(figure_block(calibration_figure(cal, legend), f"Observed vs predicted risk by decile of predicted risk, model {first}.",
                            "calibration curves on the validation cohort"))
         dec = ctx.run.table("benchmark/external/decision_curve.parquet")
         if dec is not None and len(dec):
-            from radae.report.sections import fig
-
             first = dec["model"].iloc[0]
-            out.append(fig(decision_figure(dec[dec["model"] == first]),
+            out.append(figure_block(decision_figure(dec[dec["model"] == first]),
                            Markup("Net benefit = TP/n − FP/n · p<sub>t</sub>/(1 − p<sub>t</sub>) against treat-all and treat-none "
                                   "(Vickers &amp; Elkin 2006), model {}. A model helps where it lies above both.").format(first),
                            "decision curves on the validation cohort"))
