@@ -271,7 +271,3 @@ def mean_oof_scores(results: list[FoldResult], n_rows: int, standardised: bool =
         count[r.test_index] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
-
-
-# re-exports for radae/stages/benchmark.py until the merge
-from radae.evaluate.folds import make_splits  # noqa: E402,F401

@@ -141,8 +141,3 @@ def write_study_extras(values: pd.DataFrame, digests: pd.DataFrame, kind: Litera
     families = {f"{r.feature_set}/{r.family}": {"n_features": int(r.n_features), "median_icc": r.median_icc,
                                                 "ci_low": r.ci_low, "ci_high": r.ci_high} for r in fams.itertuples(index=False)}
     return {"inputs_changed": changed, "families": families}
-
-
-# re-exports for radae/stages/benchmark.py until the merge
-from radae.evaluate.icc import icc_from_cube, icc_table, robust_fractions, value_cubes  # noqa: E402,F401
-from radae.evaluate.perturbations import apply_perturbation  # noqa: E402,F401

@@ -130,9 +130,3 @@ def corrected_resampled_ttest(
         return TTestResult(mean, 0.0, float("nan") if mean == 0 else float(np.sign(mean) * np.inf), df, 1.0 if mean == 0 else 0.0, mean, mean)
     t = mean / se
     return TTestResult(mean, se, t, df, float(2.0 * sps.t.sf(abs(t), df)), mean - q * se, mean + q * se)
-
-
-
-# re-exports for radae/stages/benchmark.py until the merge
-from radae.evaluate.bootstrap import bootstrap_ci  # noqa: E402,F401
-from radae.evaluate.survival_metrics import harrell_c  # noqa: E402,F401

@@ -9,7 +9,9 @@ from benchmark_synth import make_run, pipeline_config
 
 from radae.config import PipelineConfig
 from radae.util.errors import BenchmarkError
-from radae.stages.benchmark import COMPARISON_COLUMNS, load_cohort, run_benchmark
+from radae.evaluate.cohort import load_cohort
+from radae.evaluate.comparisons import COLUMNS as COMPARISON_COLUMNS
+from radae.stages.benchmark import run_benchmark
 
 
 def _run(run_dir, cfg, extractor=None):

@@ -222,7 +222,7 @@ def test_stage_with_dask_local_cluster_matches_process_pool(tiny_run):
 def test_robustness_extractor_feeds_the_benchmark_perturbation_path(tiny_run, tmp_path):
     """The benchmark finds radae.features' extractor and runs a perturbed lesion through it."""
     from radae.evaluate import perturbations
-    from radae.stages.benchmark import find_extractors, perturbed_lesion_features
+    from radae.evaluate.robustness_run import find_extractors, perturbed_lesion_features
 
     runs, run_dir, cases, rois = tiny_run
     cfg = pipeline(runs)
