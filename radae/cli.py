@@ -267,7 +267,10 @@ def features(
         if out is None:
             raise RadaeError("--manifest needs --out features.csv")
         _setup(quiet, verbose, torch_threads=model is not None)
-        res = standalone.manifest_features(manifest, out, params=params, jobs=jobs, model=model, image_types=types,
+        from radae.stages import ingest as ingest_stage, preprocess as preprocess_stage
+
+        stage_fns = {"ingest": ingest_stage.run, "preprocess": preprocess_stage.run}
+        res = standalone.manifest_features(manifest, out, stage_fns, params=params, jobs=jobs, model=model, image_types=types,
                                            quiet=quiet)
     except RadaeError as e:
         _fail(e)

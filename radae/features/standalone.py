@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -95,9 +96,13 @@ def _model_meta(model: Path) -> dict:
     return meta
 
 
-def manifest_features(manifest: Path, out: Path, params: Path | None = None, jobs: int = 1, model: Path | None = None,
-                      image_types=None, executor: str = "process", quiet: bool = False) -> dict:
-    """Every manifest row through ingest (+ preprocess with ``model``) and the extract stage's table writer."""
+def manifest_features(manifest: Path, out: Path, stages: Mapping[str, Callable], params: Path | None = None, jobs: int = 1,
+                      model: Path | None = None, image_types=None, executor: str = "process", quiet: bool = False) -> dict:
+    """Every manifest row through ingest (+ preprocess with ``model``) and the extract stage's table writer.
+
+    ``stages``: the ``ingest`` and ``preprocess`` stage functions (``radae.stages.<name>.run``), passed in by the CLI
+    so this library module does not import the stage layer above it.
+    """
     from radae.util.fsutil import ensure_dir, run_lock
     from radae.runfolder import RunContext, write_run_header
 
@@ -107,9 +112,9 @@ def manifest_features(manifest: Path, out: Path, params: Path | None = None, job
     ensure_dir(cfg.run_dir)
     with run_lock(cfg.run_dir):
         write_run_header(ctx, device=meta is not None)
-        _stage(ctx, "ingest", lambda: _ingest(ctx))
+        _stage(ctx, "ingest", lambda: stages["ingest"](ctx))
         if meta is not None:
-            _stage(ctx, "preprocess", lambda: _preprocess(ctx, Path(model)))
+            _stage(ctx, "preprocess", lambda: _preprocess(ctx, stages["preprocess"], Path(model)))
         summary = _stage(ctx, "extract", lambda: _extract(ctx))
     out = Path(out)
     ext = cfg.run_dir / "extract"
@@ -131,16 +136,8 @@ def _stage(ctx, name: str, fn):
         write_failures(ctx, name)
 
 
-def _ingest(ctx) -> None:
-    from radae.stages import ingest
-
-    ingest.run(ctx)
-
-
-def _preprocess(ctx, model: Path) -> None:
-    from radae.stages import preprocess
-
-    preprocess.run(ctx)
+def _preprocess(ctx, preprocess: Callable, model: Path) -> None:
+    preprocess(ctx)
     target = ctx.stage_dir("pretrain") / "model.pt"
     shutil.copyfile(model, target)
 
