@@ -192,7 +192,7 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", help="predictions CSV to write (default: stdout)"),
 ) -> None:
     """Apply a locked model to a new feature table (schema and version checked first)."""
-    from radae.evaluate.external import load_model, predict_table
+    from radae.evaluate.locked_model import load_model, predict_table
     from radae.features.table import read_provenance
 
     try:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from radae.config import BenchmarkConfig, PipelineConfig
 from radae.evaluate import baselines, harmonise
-from radae.evaluate.outcomes import OnFailure, outcome_columns
+from radae.evaluate.outcomes import OnFailure
 from radae.runfolder import CASES, KEYS, LATENT_RE, ROIS, read_table
 from radae.util.errors import BenchmarkError, case_message
 from radae.util.values import bool_column
@@ -222,7 +222,7 @@ def _aggregate(lesions: pd.DataFrame, frames: dict[str, pd.DataFrame], volume: n
     Outcome and clinical columns must agree across a patient's lesions. Voxel-PCA and clinical
     features always come from the largest lesion (a mean of voxels or of categories means nothing).
     """
-    outcome_cols = [c for c in outcome_columns(bcfg) if c in lesions.columns] + list(bcfg.clinical)
+    outcome_cols = [c for c in bcfg.outcome_columns() if c in lesions.columns] + list(bcfg.clinical)
     for c in outcome_cols:
         varying = lesions.groupby("patient_id")[c].nunique(dropna=False)
         if (varying > 1).any():

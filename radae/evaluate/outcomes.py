@@ -11,7 +11,6 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from radae.config import BenchmarkConfig
 from radae.evaluate.survival import survival_y
 from radae.util.errors import BenchmarkError
 
@@ -20,16 +19,6 @@ MIN_EVENTS_PER_FOLD = 2  # events needed per outer test fold on average
 
 #: per-case failure callback: (case_id or None, message, file or None)
 OnFailure = Callable[[str | None, str, str | None], None]
-
-
-def outcome_columns(bcfg: BenchmarkConfig) -> list[str]:
-    """The configured outcome columns, in task order: the classification label, then survival time and event."""
-    cols = []
-    if bcfg.classification:
-        cols.append(bcfg.classification.label)
-    if bcfg.survival:
-        cols += [bcfg.survival.time, bcfg.survival.event]
-    return cols
 
 
 def classification_outcome(rows: pd.DataFrame, label: str, on_failure: OnFailure) -> tuple[np.ndarray, np.ndarray]:

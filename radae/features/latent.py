@@ -1,7 +1,7 @@
 """Learned features: the trained encoder's latent vector per lesion ROI (VAE: mu; autoencoder: the bottleneck).
 
 Input is exactly what pretraining saw: the ROI ``.npz`` of the preprocess cache (``rois.parquet`` -> ``roi_path``),
-loaded by :class:`radae.train.ItemReader` (the training loader itself), with the lesion mask as second channel when
+loaded by :class:`radae.preprocess.items.ItemReader` (the training loader itself), with the lesion mask as second channel when
 the model was trained with one (``meta["in_channels"] == 2``). No second preprocessing implementation exists.
 
 Inference is batched (``extract.latent.batch_size``) in eval mode under ``torch.inference_mode``, on
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from radae.runfolder import is_latent_column, latent_columns
 from radae.config import LatentConfig, PipelineConfig
 from radae.models.device import select_device
 from radae.preprocess.items import Item, ItemReader
@@ -35,9 +36,6 @@ logger = logging.getLogger(__name__)
 
 _SPATIAL_DIMS = (2, 3, 4)  # (B, C, Z, Y, X)
 
-
-def latent_columns(dim: int) -> list[str]:
-    return [f"latent_{i:03d}" for i in range(int(dim))]
 
 
 def flip_sets(tta_flips: bool) -> list[tuple[int, ...]]:
@@ -311,7 +309,7 @@ def robustness_extractor(cfg: PipelineConfig, run_dir: Path):
             res = extract_latents([row], model, meta, lcfg, device)
             if res.failures:
                 raise ExtractError(res.failures[0][1])
-            out["learned"] = {c: float(res.table[c].iloc[0]) for c in res.table.columns if c.startswith("latent_")}
+            out["learned"] = {c: float(res.table[c].iloc[0]) for c in res.table.columns if is_latent_column(c)}
         if ecfg.radiomics.enabled:
             out["handcrafted"] = handcrafted.lesion_features_from_roi_row(row, spec_for(str(row.get("modality", ""))))
         return out

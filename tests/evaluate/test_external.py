@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from radae.cli import app
 from radae.util.errors import BenchmarkError
-from radae.evaluate import decision, external
+from radae.evaluate import decision, external, locked_model
 from radae.stages.benchmark import run_benchmark
 
 FAIL = lambda c, m, f: None  # noqa: E731
@@ -88,7 +88,7 @@ def test_predict_round_trips_the_stage_predictions(ext_run, tmp_path):
     assert got["case_id"].tolist() == stage["case_id"].tolist()
     assert np.array_equal(got["score"].to_numpy(), stage["score"].to_numpy())  # bit-identical
     # rows in another order: equal up to BLAS summation order (1 ulp)
-    shuffled = external.predict_table(external.load_model(model), fresh.sample(frac=1.0, random_state=1)).set_index("case_id")
+    shuffled = locked_model.predict_table(locked_model.load_model(model), fresh.sample(frac=1.0, random_state=1)).set_index("case_id")
     assert np.allclose(shuffled.loc[stage["case_id"], "score"].to_numpy(), stage["score"].to_numpy(), rtol=0, atol=1e-12)
 
 
@@ -109,13 +109,13 @@ def test_predict_schema_errors_are_one_line(ext_run, tmp_path, edit, message):
 @pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
 def test_predict_refuses_other_radae_or_encoder_version(ext_run):
     run_dir, _ = ext_run
-    bundle = external.load_model(run_dir / "benchmark" / "models" / "classification__learned__logistic_l2.joblib")
+    bundle = locked_model.load_model(run_dir / "benchmark" / "models" / "classification__learned__logistic_l2.joblib")
     t = pd.read_parquet(run_dir / "benchmark" / "external" / "features__learned.parquet")
     with pytest.raises(BenchmarkError, match="radae 9.9"):
-        external.predict_table(bundle, t, {"versions": {"radae": "9.9"}}, "t")
+        locked_model.predict_table(bundle, t, {"versions": {"radae": "9.9"}}, "t")
     card = {**bundle["card"], "encoder_checkpoint_sha256": "a" * 64}
     with pytest.raises(BenchmarkError, match="encoder checkpoint bbbbbbbbbbbb"):
-        external.predict_table({**bundle, "card": card}, t, {"checkpoint_sha256": "b" * 64}, "t")
+        locked_model.predict_table({**bundle, "card": card}, t, {"checkpoint_sha256": "b" * 64}, "t")
 
 
 @pytest.mark.parametrize("b_is_eval,pretrain,message", [
@@ -181,15 +181,15 @@ def test_harmonised_external_run_and_predict_with_the_batch_column(tmp_path):
                       run_dir / "benchmark")
     assert s["external"]["results"]["classification"]["learned"]["logistic_l2"]["auc"]["estimate"] > 0.7
     model = run_dir / "benchmark" / "models" / "classification__learned__logistic_l2.joblib"
-    bundle = external.load_model(model)
+    bundle = locked_model.load_model(model)
     assert bundle["card"]["harmonise"] == {"batch": "site", "labels": ["s1", "s2"]} and bundle["card"]["preprocessing"][0] == "harmonise"
     feats = pd.read_parquet(run_dir / "benchmark" / "external" / "features__learned.parquet")
     stage = pd.read_parquet(run_dir / "benchmark" / "external" / "predictions.parquet")
-    assert np.array_equal(external.predict_table(bundle, feats)["score"].to_numpy(), stage["score"].to_numpy())
+    assert np.array_equal(locked_model.predict_table(bundle, feats)["score"].to_numpy(), stage["score"].to_numpy())
     with pytest.raises(BenchmarkError, match="missing .*'site'"):
-        external.predict_table(bundle, feats.drop(columns=["site"]))
+        locked_model.predict_table(bundle, feats.drop(columns=["site"]))
     with pytest.raises(BenchmarkError, match="'s3' was not in the development cohort"):
-        external.predict_table(bundle, feats.assign(site="s3"))
+        locked_model.predict_table(bundle, feats.assign(site="s3"))
 
 
 @pytest.mark.slow  # one small benchmark run (~30 s on an idle core), shared by the module
