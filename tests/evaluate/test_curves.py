@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from benchmark_synth import make_run, pipeline_config
+from tests.evaluate.benchmark_synth import make_run, pipeline_config
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from radae.evaluate.curves import CALIBRATION_COLUMNS, ROC_COLUMNS, curve_tables

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from benchmark_synth import make_run, pipeline_config
+from tests.evaluate.benchmark_synth import make_run, pipeline_config
 from typer.testing import CliRunner
 
 from radae.cli import app

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from dicom_factory import copy_slices, sorted_ibsi_files, write_ct_series
+from tests.io.dicom_factory import copy_slices, sorted_ibsi_files, write_ct_series
 from pydicom.uid import generate_uid
 
 from radae.util.errors import IngestError
@@ -153,7 +153,7 @@ def test_single_slice_and_empty_folders(tmp_path):
 
 
 def test_list_series_ignores_non_image_objects(tmp_path):
-    from dicom_factory import write_rtstruct
+    from tests.io.dicom_factory import write_rtstruct
 
     slices = write_ct_series(tmp_path, _volume())
     write_rtstruct(tmp_path / "rs.dcm", slices, {"a": [(1, [(1, 1), (3, 1), (3, 3)])]})

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dicom_factory import write_ct_series, write_rtstruct
+from tests.io.dicom_factory import write_ct_series, write_rtstruct
 
 # (PatientName, PatientID, PatientBirthDate) as a hospital PACS would export them
 PATIENTS = {"P1": ("Doeberitz^Janine", "MRN4711", "19610203"), "P2": ("Roethlisberg^Richard", "MRN0815", "19550412")}

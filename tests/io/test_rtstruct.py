@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from dicom_factory import copy_slices, sorted_ibsi_files, write_ct_series, write_rtstruct
+from tests.io.dicom_factory import copy_slices, sorted_ibsi_files, write_ct_series, write_rtstruct
 from pydicom.uid import generate_uid
 
 from radae.util.errors import IngestError

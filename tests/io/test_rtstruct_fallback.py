@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from dicom_factory import copy_slices, sorted_ibsi_files, write_ct_series, write_rtstruct
+from tests.io.dicom_factory import copy_slices, sorted_ibsi_files, write_ct_series, write_rtstruct
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid

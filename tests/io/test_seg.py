@@ -5,7 +5,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from dicom_factory import sorted_ibsi_files, write_ct_series, write_seg
+from tests.io.dicom_factory import sorted_ibsi_files, write_ct_series, write_seg
 
 from radae.util.errors import IngestError
 from radae.io import read_image, read_mask

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tinyrun import DEMO, ROOT, tiny_config, tiny_overrides
+from tests.tinyrun import DEMO, ROOT, tiny_config, tiny_overrides
 
 pytestmark = pytest.mark.slow
 

@@ -347,8 +347,7 @@ def test_a_copy_onto_a_full_disk_names_the_destination_not_the_source(tmp_path):
 # ----------------------------------------------------------------------------- 19: Ctrl-C
 @pytest.mark.slow
 def test_sigint_marks_the_stage_interrupted_with_a_message(tmp_path):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tinyrun import DEMO, tiny_overrides
+    from tests.tinyrun import DEMO, tiny_overrides
 
     cmd = [PY, "-m", "radae.cli", "run", str(DEMO), "-q", "--stages", "ingest,preprocess,pretrain"]
     for o in tiny_overrides(tmp_path / "runs", cases=8, steps=100000) + ["pretrain.checkpoint_every=100000"]:

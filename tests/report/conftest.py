@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import tinyrun
-from tinyrun import DEMO, ROOT, build_tiny_run, runnable_stages, tiny_overrides  # noqa: F401
+from tests import tinyrun
+from tests.tinyrun import DEMO, ROOT, build_tiny_run, runnable_stages, tiny_overrides  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 Regenerate after a change that moves them: ``python tests/tinyrun.py --write`` (rebuilds the tiny run, rewrites the
 block between the README's ``tiny-run`` markers).
 """
-from tinyrun import readme_block, readme_quoted_block
+from tests.tinyrun import readme_block, readme_quoted_block
 
 
 def test_readme_tiny_run_numbers_match_the_run(tiny_run):

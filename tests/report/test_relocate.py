@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 
-from tinyrun import runnable_stages, tiny_config
+from tests.tinyrun import runnable_stages, tiny_config
 
 from radae.runner import run_pipeline
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import make_preprocessed_run, tiny_yaml
+from tests.train.conftest import make_preprocessed_run, tiny_yaml
 from radae.config import load_pipeline
 from radae.util.errors import TrainError
 from radae.train.loop import run_training

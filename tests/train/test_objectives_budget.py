@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_preprocessed_run, tiny_yaml
+from tests.train.conftest import make_preprocessed_run, tiny_yaml
 from radae.config import load_pipeline
 from radae.train.loop import run_training
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import make_preprocessed_run, tiny_yaml
+from tests.train.conftest import make_preprocessed_run, tiny_yaml
 from radae.config import load_pipeline
 from radae.util.errors import TrainError
 from radae.models import load_trained

@@ -14,7 +14,7 @@ from radae.features.table import read_provenance
 from radae.features.provenance import LESION_PROVENANCE_COLUMNS
 from radae.runner import run_pipeline
 
-from .conftest import make_run, pipeline
+from tests.features.conftest import make_run, pipeline
 
 
 def _run(cfg, **kw):
@@ -158,7 +158,7 @@ def test_weights_hash_ignores_serialisation(tmp_path):
     from radae.features import latent as lat
     from radae.models import load_trained
 
-    from .conftest import save_tiny_model
+    from tests.features.conftest import save_tiny_model
 
     save_tiny_model(tmp_path / "x.pt")
     save_tiny_model(tmp_path / "y.pt")

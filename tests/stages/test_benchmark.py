@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from benchmark_synth import make_run, pipeline_config
+from tests.evaluate.benchmark_synth import make_run, pipeline_config
 
 from radae.config import PipelineConfig
 from radae.util.errors import BenchmarkError

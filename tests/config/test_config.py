@@ -149,7 +149,7 @@ def test_config_is_frozen_and_hashes_are_per_section(tmp_path):
 
 
 def test_shipped_pipelines_validate():
-    root = Path(__file__).resolve().parents[1] / "pipelines"
+    root = Path(__file__).resolve().parents[2] / "pipelines"
     names = sorted(p.name for p in root.glob("*.yaml"))
     assert "demo.yaml" in names and "pretrain.yaml" in names
     for p in root.glob("*.yaml"):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from dicom_factory import write_ct_series, write_rtstruct, write_seg
+from tests.io.dicom_factory import write_ct_series, write_rtstruct, write_seg
 
 from radae.util.errors import ManifestError
 from radae.io import read_image, read_mask
