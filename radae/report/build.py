@@ -1,7 +1,7 @@
 """Build ``report/report.html`` (one self-contained file) and ``report/summary.json`` from a run folder.
 
 Only files already in ``runs/<name>/`` are read, so the page can be rebuilt at any time without
-recomputing (``python -m radae.report runs/<name>``). Figures are embedded as base64 PNGs and the
+recomputing (``radae report runs/<name>``). Figures are embedded as base64 PNGs and the
 stylesheet is inline: the file opens offline and can be mailed to a co-author as is.
 """
 from __future__ import annotations

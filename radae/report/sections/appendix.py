@@ -20,7 +20,7 @@ def appendix_section(ctx: Context, command: str) -> Section:
     }
     sec.add(Paragraph(Markup("To rerun every stage from the project root: <code>{}</code>. To rebuild only this page from the run "
                              "folder (nothing recomputed): <code>{}</code>.").format(
-        f"{command} --force", f"python -m radae.report {run.run_dir}")))
+        f"{command} --force", f"radae report {run.run_dir}")))
     sec.add(Table(["seed", "value"], [[k, as_text(v)] for k, v in seeds.items()],
                   "Seeds. All randomness is drawn from generators seeded with these values."))
     if env is None:
