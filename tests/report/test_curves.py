@@ -80,8 +80,20 @@ def test_curves_are_drawn_from_the_benchmark_files(tiny_run, tmp_path, monkeypat
     assert "Not available: ROC and calibration curves" not in html
 
 
-def test_absent_curve_files_give_a_note(tiny_run, monkeypatch):
-    blocks, drawn, _ = _curves(tiny_run, monkeypatch)
+def test_the_benchmark_writes_exactly_these_curve_files(tiny_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("report", "cache"))
+    write_curve_files(copy / "benchmark")
+    for name in ("roc_points.parquet", "calibration_bins.parquet"):
+        ours, theirs = pd.read_parquet(copy / "benchmark" / name), pd.read_parquet(tiny_run / "benchmark" / name)
+        pd.testing.assert_frame_equal(ours, theirs[ours.columns], check_dtype=False)
+
+
+def test_absent_curve_files_give_a_note(tiny_run, tmp_path, monkeypatch):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("report", "cache", "roc_points.parquet",
+                                                                   "calibration_bins.parquet"))
+    blocks, drawn, _ = _curves(copy, monkeypatch)
     assert not drawn and len(blocks) == 1 and isinstance(blocks[0], Note)
     assert blocks[0].text == ("Not available: ROC and calibration curves — benchmark/roc_points.parquet is missing; "
                               "benchmark/calibration_bins.parquet is missing.")
