@@ -25,6 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import yaml
@@ -35,6 +36,8 @@ from radae.util.errors import RadaeError
 from radae.util.fsutil import atomic_write_text, ensure_dir
 
 FAILURE_COLUMNS = ["case_id", "stage", "file", "message"]
+#: how library code reports a per-case failure: ``on_failure(case_id, message, file)`` (:meth:`RunContext.fail`)
+OnFailure = Callable[[str | None, str, str | None], None]
 KEYS = ("case_id", "patient_id")
 logger = logging.getLogger("radae.runner")  # failures are logged as the runner's (one logger for a run's progress)
 
@@ -109,6 +112,14 @@ class RunContext:
         return ensure_dir(Path(d).resolve())
 
 
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """``df`` as ``path`` (Parquet, no index), atomically: a reader sees the old file or the whole new one."""
+    from radae.util.fsutil import atomic_path
+
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+
+
 def read_stage_meta(stage_dir: Path) -> dict:
     """``<stage>/_stage.json`` ({} when absent or unreadable)."""
     try:
@@ -141,10 +152,21 @@ def write_run_header(ctx: RunContext, device: bool = True) -> None:
     atomic_write_text(ctx.run_dir / "environment.json", json.dumps(environment_info(device=device), indent=2, default=str))
 
 
-def read_table(path: Path, what: str, error: type[RadaeError] = RadaeError, required=KEYS) -> pd.DataFrame:
-    """A run-folder Parquet table with its ``required`` columns, or ``error`` naming the file and the fix."""
+def read_table(path: Path, what: str, error: type[RadaeError] = RadaeError, required=KEYS,
+               columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """A run-folder Parquet table with its ``required`` columns, or ``error`` naming the file and the fix.
+
+    ``columns``: read only those of them the file has (the ``required`` ones are always read), so a stage holds no
+    column it does not use (large cohorts)."""
     try:
-        df = pd.read_parquet(path)
+        if columns is not None:
+            import pyarrow.parquet as pq
+
+            have = set(pq.read_schema(path).names)
+            want = list(dict.fromkeys([*required, *columns]))
+            df = pd.read_parquet(path, columns=[c for c in want if c in have])
+        else:
+            df = pd.read_parquet(path)
     except FileNotFoundError:
         raise error(f"file {path}: {what} not found -> run the upstream stage first") from None
     except (OSError, ValueError) as e:

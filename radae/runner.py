@@ -51,6 +51,7 @@ if tuple(STAGE_REGISTRY) != STAGES:  # config validates `stages:` against config
 def stage_key(ctx: RunContext, spec: StageSpec, keys: dict[str, str]) -> str:
     parts = {s: ctx.cfg.section_hash(s) for s in spec.sections}
     parts["seed"] = ctx.cfg.seed
+    parts["on_error"] = ctx.cfg.on_error  # whether a broken case stops the stage (skip | raise)
     parts["upstream"] = {u: keys.get(u) for u in spec.upstream}
     if spec.name == "ingest":
         from radae.data.sources import input_fingerprint

@@ -180,3 +180,18 @@ def test_temp_files_of_a_killed_run_are_removed(tmp_path, light_stages):
     _ran(p)
     assert not stale.exists() and (tmp_path / "runs" / "r" / "ingest" / "cases.parquet").read_bytes() == before
     assert sorted(f.name for f in (tmp_path / "runs" / "r" / "ingest").iterdir()) == ["_stage.json", "cases.parquet", "failures.csv"]
+
+
+def test_on_error_is_part_of_every_stage_key_that_meets_broken_cases(tmp_path, light_stages):
+    """Preprocess and ingest read on_error: changing it redoes them (it used to be extract.on_error, outside their keys)."""
+    p = _yaml(tmp_path)
+    assert _ran(p)[0] == ["ingest", "preprocess", "pretrain", "extract"]
+    assert _ran(p, ["on_error=raise"]) == (["ingest", "preprocess", "pretrain", "extract"], [])
+    assert _ran(p, ["on_error=raise"])[1] == ["ingest", "preprocess", "pretrain", "extract"]
+
+
+def test_the_old_extract_on_error_key_says_where_it_went(tmp_path):
+    from radae.util.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"extract.on_error moved to the top-level key on_error"):
+        load_pipeline(_yaml(tmp_path), overrides=["extract.on_error=raise"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from radae.config.base import _Model
 
@@ -47,4 +47,11 @@ class ExtractConfig(_Model):
     executor: Literal["process", "dask"] = "process"
     dask_address: str | None = None  # None with executor=dask: a LocalCluster
     aggregate: Literal["all", "largest", "volume_weighted_mean"] = "all"  # patient-level tables besides the lesion ones
-    on_error: Literal["skip", "raise"] = "skip"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data):
+        if isinstance(data, dict) and "on_error" in data:
+            raise ValueError("extract.on_error moved to the top-level key on_error (it applies to every stage that "
+                             "meets a broken case: ingest, preprocess, extract) -> write `on_error: ...` at the top of the YAML")
+        return data

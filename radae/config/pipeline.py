@@ -29,6 +29,8 @@ class PipelineConfig(_Model):
     runs_dir: Path = Path("runs")  # run folder is <runs_dir>/<name>; relative to the current directory
     seed: Seed = 0
     threads: int | None = Field(None, ge=1, le=1024)
+    # a case that cannot be read or processed: `skip` = a failures.csv row and the cohort goes on; `raise` = stop the run
+    on_error: Literal["skip", "raise"] = "skip"
     stages: tuple[Literal["ingest", "preprocess", "pretrain", "extract", "benchmark", "report"], ...] = STAGES
     data: DataConfig
     preprocess: PreprocessConfig = PreprocessConfig()

@@ -23,7 +23,7 @@ import pandas as pd
 
 from radae.config import BenchmarkConfig, PipelineConfig
 from radae.evaluate import baselines, harmonise
-from radae.evaluate.outcomes import OnFailure
+from radae.runfolder import OnFailure
 from radae.runfolder import CASES, KEYS, LATENT_RE, ROIS, read_table
 from radae.util.errors import BenchmarkError, case_message
 from radae.util.values import bool_column

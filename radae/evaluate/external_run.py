@@ -16,7 +16,8 @@ import numpy as np
 from radae.config import BenchmarkConfig, PipelineConfig
 from radae.evaluate import external
 from radae.evaluate.cohort import Cohort
-from radae.evaluate.outcomes import OnFailure, classification_outcome, survival_outcome
+from radae.runfolder import OnFailure
+from radae.evaluate.outcomes import classification_outcome, survival_outcome
 from radae.util.errors import BenchmarkError
 
 logger = logging.getLogger(__name__)

@@ -6,19 +6,18 @@ of that task.
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from radae.evaluate.survival import survival_y
+from radae.runfolder import OnFailure
 from radae.util.errors import BenchmarkError
 
 MIN_EVENTS = 10  # fewer events than this: no survival model can be evaluated honestly
 MIN_EVENTS_PER_FOLD = 2  # events needed per outer test fold on average
 
 #: per-case failure callback: (case_id or None, message, file or None)
-OnFailure = Callable[[str | None, str, str | None], None]
 
 
 def classification_outcome(rows: pd.DataFrame, label: str, on_failure: OnFailure) -> tuple[np.ndarray, np.ndarray]:

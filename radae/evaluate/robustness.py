@@ -16,6 +16,8 @@ import pandas as pd
 
 from radae.evaluate.icc import family_table
 from radae.evaluate.perturbations import ORIGINAL, Perturbation, PerturbationSettings, draw_perturbation
+from radae.runfolder import OnFailure
+from radae.util.fsutil import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def perturbation_study(
     extract: Extractor,
     seed: int,
     settings: PerturbationSettings = PerturbationSettings(),
-    on_failure: Callable[[str, str], None] | None = None,
+    on_failure: OnFailure | None = None,
     inputs: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Extract every lesion unperturbed and under each perturbation kind; long table of the values.
@@ -93,7 +95,7 @@ def perturbation_study(
     extractors. Parameters are drawn per lesion from ``SeedSequence([seed, lesion index])``, one
     draw per kind, so results do not depend on which other lesions are in the study.
     A lesion whose extraction fails under any condition is reported through ``on_failure(case_id,
-    message)`` and left out entirely (the ICC needs every condition).
+    message, None)`` and left out entirely (the ICC needs every condition).
     Columns: case_id, condition, feature_set, feature, value. If ``extract`` also returns
     ``{INPUTS_KEY: {feature_set: digest}}``, those rows (case_id, condition, feature_set, digest) are
     appended to ``inputs`` (for :func:`input_changes`), for the lesions that completed.
@@ -117,7 +119,7 @@ def perturbation_study(
             msg = f"robustness: {name}: {e}".replace("\n", " ")
             logger.warning("case %s: %s", cid, msg)
             if on_failure is not None:
-                on_failure(str(cid), msg)
+                on_failure(str(cid), msg, None)
             continue
         rows.extend(lesion_rows)
         if inputs is not None:
@@ -129,8 +131,7 @@ def write_study_extras(values: pd.DataFrame, digests: pd.DataFrame, kind: Litera
     """Write ``robustness_inputs.parquet`` and ``robustness_families.parquet`` into ``out_dir``; their summary.json part."""
     from pathlib import Path
 
-    from radae.util.fsutil import atomic_path
-
+    
     changes = input_changes(digests)
     fams = family_table(values, kind, seed=seed)
     for name, df in (("robustness_inputs.parquet", changes), ("robustness_families.parquet", fams)):

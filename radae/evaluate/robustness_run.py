@@ -19,10 +19,9 @@ import pandas as pd
 from radae.config import BenchmarkConfig, PipelineConfig
 from radae.evaluate import icc, perturbations, robustness
 from radae.evaluate.cohort import Cohort, FeatureSet
-from radae.evaluate.outcomes import OnFailure
 from radae.util.errors import BenchmarkError
-from radae.util.fsutil import atomic_path
 from radae.util.values import as_text
+from radae.runfolder import OnFailure, write_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +117,8 @@ def run_robustness(
 
         return robustness.perturbation_study(
             list(ids), rcfg.perturbations, extract, seed, settings,
-            on_failure=lambda cid, msg: on_failure(cid, msg, None), inputs=inputs,
+            on_failure=on_failure, inputs=inputs,
         )
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path, suffix=".parquet") as tmp:
-        df.to_parquet(tmp, index=False)
 
 
 def robustness_study(cases: pd.DataFrame, cfg: PipelineConfig, extractor: LesionExtractor, seed: int, on_failure: OnFailure,
@@ -139,8 +133,8 @@ def robustness_study(cases: pd.DataFrame, cfg: PipelineConfig, extractor: Lesion
     if values.empty:
         raise BenchmarkError("robustness: every lesion failed the perturbation study (see benchmark/failures.csv) -> fix them or set benchmark.robustness.enabled: false")
     table = icc.icc_table(values, bcfg.robustness.icc).assign(icc_kind=bcfg.robustness.icc)
-    _write_parquet(table, out_dir / "robustness.parquet")
-    _write_parquet(values, out_dir / "robustness_values.parquet")
+    write_parquet(table, out_dir / "robustness.parquet")
+    write_parquet(values, out_dir / "robustness_values.parquet")
     summary = {"status": "done", "reason": "", "icc": bcfg.robustness.icc,
                "n_lesions": int(values["case_id"].nunique()), "perturbations": list(bcfg.robustness.perturbations),
                "sets": icc.robust_fractions(table)}

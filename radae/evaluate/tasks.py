@@ -22,7 +22,8 @@ from radae.evaluate import (bootstrap, comparisons, cv, external, folds, harmoni
                             pooled, stats, survival_metrics, survival_window)
 from radae.evaluate.models import PipelineSpec
 from radae.evaluate.cohort import Cohort, FeatureSet
-from radae.evaluate.outcomes import OnFailure, classification_outcome, survival_outcome
+from radae.runfolder import OnFailure
+from radae.evaluate.outcomes import classification_outcome, survival_outcome
 from radae.evaluate.robustness_run import task_filters
 from radae.evaluate.survival import km_curves
 from radae.util.progress import StepLog

@@ -96,7 +96,7 @@ def _extract_missing(ctx: RunContext, tasks: list[hc.LesionTask], specs: dict,
     t0 = time.perf_counter()
     for res in hc_map(todo, specs, executor, ecfg.n_jobs, ecfg.dask_address, ctx.quiet):
         if res["error"]:
-            if ecfg.on_error == "raise":
+            if ctx.cfg.on_error == "raise":
                 raise ExtractError(res["error"])
             ctx.fail(res["case_id"], res["error"], res["file"])
             failed += 1
@@ -181,7 +181,7 @@ def run_latent(ctx: RunContext, rois: pd.DataFrame, cases: pd.DataFrame, out: Pa
     with tbl.TableWriter(out / "latent.parquet", columns, {**common, **prov}, sort_keys=("patient_id", "case_id")) as w:
         for table, failures in lat.iter_latents(rows, model, meta, lcfg, device):
             for case, msg, file in failures:
-                if ctx.cfg.extract.on_error == "raise":
+                if ctx.cfg.on_error == "raise":
                     raise ExtractError(msg)
                 ctx.fail(case, msg, file)
                 failed += 1

@@ -31,7 +31,7 @@ CASE_COLUMNS = ("case_id", "patient_id", "image", "mask", "image_sha256", "mask_
 
 def read_index(path: Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
     """The ``columns`` of a run-folder table that it has (:func:`radae.runfolder.read_table`), keys as text."""
-    df = read_table(path, what, ExtractError)
+    df = read_table(path, what, ExtractError, columns=columns)
     df = df[[c for c in columns if c in df.columns]]
     for k in ("case_id", "patient_id"):
         if k in df.columns:

@@ -11,7 +11,6 @@ import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ from radae.config import PipelineConfig
 from radae.preprocess.store import load_patches, load_roi
 from radae.util.errors import TrainError, case_message
 from radae.util.values import as_bool
+from radae.runfolder import OnFailure
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def read_rois_index(path: Path) -> pd.DataFrame:
 
 
 def collect_items(df: pd.DataFrame, cfg: PipelineConfig, roi_size_zyx: tuple[int, int, int],
-                  fail: Callable[[str | None, str, str | None], None]) -> DataSplit:
+                  fail: OnFailure) -> DataSplit:
     """Turn the ROI index into train/val items; files that are missing or have the wrong shape go to ``fail``."""
     pcfg = cfg.pretrain
     is_eval = df["is_evaluation"].map(as_bool)

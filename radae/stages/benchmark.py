@@ -56,13 +56,12 @@ import pandas as pd
 from radae.config import BenchmarkConfig, PipelineConfig
 from radae.evaluate import baselines, comparisons, curves, external_run, label_efficiency, redundancy, summary as summaries
 from radae.evaluate.cohort import RADIOMICS_RE, Cohort, lesion_frame, load_cohort, read_keyed_table, set_present
-from radae.evaluate.outcomes import OnFailure
 from radae.evaluate.robustness_run import LesionExtractor, find_extractors, robust_column_filters, robustness_study
 from radae.evaluate.tasks import TaskResult, evaluate_classification, evaluate_survival
-from radae.runfolder import CASES, LATENT_RE, ROIS, RunContext, read_table
+from radae.runfolder import CASES, LATENT_RE, ROIS, OnFailure, RunContext, read_table, write_parquet
 from radae.util.csvsafe import to_csv_text
 from radae.util.errors import BenchmarkError, RadaeError
-from radae.util.fsutil import atomic_path, atomic_write_text
+from radae.util.fsutil import atomic_write_text
 from radae.util.values import json_clean
 
 logger = logging.getLogger(__name__)
@@ -108,11 +107,6 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
     return summary
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path, suffix=".parquet") as tmp:
-        df.to_parquet(tmp, index=False)
-
-
 def _robustness(run_dir: Path, cfg: PipelineConfig, cohort: Cohort, seed: int, on_failure: OnFailure, out_dir: Path,
                 extractor: LesionExtractor | None, reason: str) -> tuple[pd.DataFrame | None, dict]:
     """(study values or None, summary.json's ``robustness``): the study on the cohort's lesions, or why it was skipped."""
@@ -137,14 +131,14 @@ def _write_task_tables(tasks: list[TaskResult], out_dir: Path) -> pd.DataFrame:
     predictions = pd.concat([p for p in preds if len(p)], ignore_index=True)
     nonempty = [t.comparisons for t in tasks if len(t.comparisons)]
     comp_table = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=comparisons.COLUMNS)
-    _write_parquet(cv_results, out_dir / "cv_results.parquet")
-    _write_parquet(predictions, out_dir / "predictions.parquet")
+    write_parquet(cv_results, out_dir / "cv_results.parquet")
+    write_parquet(predictions, out_dir / "predictions.parquet")
     atomic_write_text(out_dir / "comparisons.csv", to_csv_text(comp_table))
     km = pd.concat(kms, ignore_index=True) if kms else pd.DataFrame(columns=KM_COLUMNS)
-    _write_parquet(km[KM_COLUMNS], out_dir / "km.parquet")
+    write_parquet(km[KM_COLUMNS], out_dir / "km.parquet")
     roc, cal = curves.curve_tables(predictions)
-    _write_parquet(roc, out_dir / "roc_points.parquet")
-    _write_parquet(cal, out_dir / "calibration_bins.parquet")
+    write_parquet(roc, out_dir / "roc_points.parquet")
+    write_parquet(cal, out_dir / "calibration_bins.parquet")
     return comp_table
 
 
@@ -153,7 +147,7 @@ def _label_efficiency(frames: list[pd.DataFrame], bcfg: BenchmarkConfig, out_dir
     if not frames:
         return {"status": "skipped", "reason": "benchmark.label_fractions is empty"}
     le = pd.concat(frames, ignore_index=True)
-    _write_parquet(le, out_dir / "label_efficiency.parquet")
+    write_parquet(le, out_dir / "label_efficiency.parquet")
     return label_efficiency.summary(le, {"classification": "auc", "survival": "harrell_c"}, bcfg.label_fractions,
                                     bcfg.label_repeats, min(bcfg.label_cv_repeats, bcfg.cv.repeats))
 
@@ -167,7 +161,7 @@ def _redundancy(run_dir: Path, cohort: Cohort, bcfg: BenchmarkConfig, out_dir: P
         rois = read_keyed_table(run_dir / ROIS, "ROI index").set_index("case_id").loc[lat.index].reset_index()
         vol = pd.Series(baselines.volume_features(rois)[baselines.VOLUME_COLUMN].to_numpy(), name="lesion_volume_ml(log)")
         table = redundancy.redundancy_table(lat.reset_index(drop=True), hcf.loc[lat.index].reset_index(drop=True), vol)
-        _write_parquet(table, out_dir / "redundancy.parquet")
+        write_parquet(table, out_dir / "redundancy.parquet")
         red_summary = {"status": "done", "reason": "", **redundancy.redundancy_summary(table)}
     elif not bcfg.redundancy:
         red_summary["reason"] = "benchmark.redundancy is false"

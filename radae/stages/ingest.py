@@ -36,7 +36,7 @@ def run(ctx: RunContext) -> None:
     skipped: list[dict] = []
     df = validated_manifest(ctx.cfg, skipped=skipped)
     df = _hash_or_fail(ctx, df, skipped)
-    if skipped and ctx.cfg.extract.on_error == "raise":
+    if skipped and ctx.cfg.on_error == "raise":
         raise IngestError(skipped[0]["message"] + f" ({len(skipped)} row(s) with missing files; on_error: raise)")
     for s in skipped:  # one failures.csv row each; the other cases go on
         ctx.fail(s["case_id"], s["message"], s["file"])

@@ -23,7 +23,7 @@ def run(ctx: RunContext) -> None:
     hits = 0
     for r, (meta, err, file) in zip(rows, results):
         if err is not None:
-            if ctx.cfg.extract.on_error == "raise":
+            if ctx.cfg.on_error == "raise":
                 raise PreprocessError(err)
             ctx.fail(r["case_id"], err, file)
             continue

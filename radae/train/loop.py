@@ -38,6 +38,7 @@ from radae.train.validation import evaluate, run_diagnostics
 from radae.util.errors import TrainError
 from radae.util.fsutil import atomic_write_text
 from radae.util.hashing import file_sha256
+from radae.runfolder import OnFailure
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Window:
 
 
 def run_training(cfg: PipelineConfig, run_dir: str | Path, resume: bool = False,
-                 fail: Callable[[str | None, str, str | None], None] | None = None, quiet: bool = False) -> dict:
+                 fail: OnFailure | None = None, quiet: bool = False) -> dict:
     """Train the configured model on ``<run_dir>/preprocess/rois.parquet``; writes ``<run_dir>/pretrain/``.
 
     Returns the summary dict (also ``pretrain/summary.json`` on rank 0). Works under DDP if the process group

@@ -2,15 +2,16 @@
 
 :class:`TrainProgress` is called from two places in :func:`radae.train.run_training`: :meth:`advance` after each
 optimiser step and :meth:`report` at each ``log_every`` point. On a TTY (stderr, not ``--quiet``, not
-``RADAE_QUIET``) the rich bar replaces the per-window log lines; in logs and CI each window is one INFO line, with
+``RADAE_QUIET``, :func:`radae.util.progress.quiet_requested`) the rich bar replaces the per-window log lines; in logs and CI each window is one INFO line, with
 the ETA from the steps/s since the start of this run.
 """
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
+
+from radae.util.progress import quiet_requested
 
 logger = logging.getLogger("radae.train")
 
@@ -30,7 +31,7 @@ class TrainProgress:
         tty = sys.stderr.isatty() if tty is None else tty
         self.bar = None
         self.t0 = time.perf_counter()
-        if self.enabled and tty and os.environ.get("RADAE_QUIET") != "1":
+        if self.enabled and tty and not quiet_requested():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from radae.preprocess.items import DataSplit, collect_items, read_rois_index
 from radae.train.distributed import DistInfo, dist_info
 from radae.train.state import data_hash, planned_steps, training_hash
 from radae.util.errors import TrainError, case_message
+from radae.runfolder import OnFailure
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Plan:
 
 
 def plan_run(cfg: PipelineConfig, run_dir: Path, resume: bool,
-             fail: Callable[[str | None, str, str | None], None] | None, quiet: bool) -> Plan:
+             fail: OnFailure | None, quiet: bool) -> Plan:
     """Pick the device, read the items (unusable files go to ``fail`` on rank 0), and find the checkpoint to resume;
     without one, rank 0 removes the outputs of an earlier run."""
     pcfg = cfg.pretrain

@@ -19,9 +19,14 @@ def set_quiet(flag: bool) -> None:
     _QUIET[0] = bool(flag)
 
 
+def quiet_requested() -> bool:
+    """Whether this process was asked for quiet output: :func:`set_quiet` or ``RADAE_QUIET=1``."""
+    return _QUIET[0] or os.environ.get("RADAE_QUIET") == "1"
+
+
 def bars_off(quiet: bool = False) -> bool:
-    """Whether progress bars stay off: ``quiet``, :func:`set_quiet`, ``RADAE_QUIET=1`` or no terminal on stderr."""
-    return quiet or _QUIET[0] or os.environ.get("RADAE_QUIET") == "1" or not sys.stderr.isatty()
+    """Whether progress bars stay off: ``quiet``, :func:`quiet_requested` or no terminal on stderr."""
+    return quiet or quiet_requested() or not sys.stderr.isatty()
 
 
 def progress_iter(items: Iterable[T], total: int | None = None, desc: str = "", quiet: bool = False) -> Iterator[T]:

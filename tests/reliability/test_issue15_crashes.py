@@ -148,7 +148,7 @@ def test_a_file_deleted_between_validate_and_run_is_a_failure_row(tmp_path):
 def test_missing_files_stop_the_run_with_on_error_raise_or_when_no_case_is_left(tmp_path):
     rows, _ = _cohort_with_bad_files(tmp_path)
     with pytest.raises(IngestError, match="image file not found"):
-        run_pipeline(load_pipeline(_pipeline(tmp_path, rows, extract={"on_error": "raise"})), quiet=True)
+        run_pipeline(load_pipeline(_pipeline(tmp_path, rows, on_error="raise")), quiet=True)
     with pytest.raises(RadaeError, match="no row has its files"):
         run_pipeline(load_pipeline(_pipeline(tmp_path, rows[2:])), quiet=True)
 

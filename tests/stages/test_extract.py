@@ -83,7 +83,7 @@ def test_corrupted_mask_gives_failure_row_and_complete_table(tiny_run):
     assert pd.read_csv(run_dir / "failures.csv")["case_id"].tolist() == [bad["case_id"]]
     assert len(pd.read_parquet(out / "latent.parquet")) == len(cases)  # the ROI itself is fine
     with pytest.raises(ExtractError, match="cannot read mask"):
-        _run(pipeline(runs, extract={"on_error": "raise"}), force=True)
+        _run(pipeline(runs).model_copy(update={"on_error": "raise"}), force=True)
 
 
 def test_resume_reuses_finished_lesions(tiny_run):
