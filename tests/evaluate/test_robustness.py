@@ -183,7 +183,7 @@ def test_perturbation_study_table_and_failures():
         return {"handcrafted": {"original_firstorder_Mean": float(img[msk > 0].mean()), "original_shape_VoxelVolume": float(msk.sum())}}
 
     failed = []
-    values = R.perturbation_study(["a", "b", "c"], ["noise", "erode"], extract, seed=0, on_failure=lambda c, m: failed.append((c, m)))
+    values = R.perturbation_study(["a", "b", "c"], ["noise", "erode"], extract, seed=0, on_failure=lambda c, m, f: failed.append((c, m)))
     assert [c for c, _ in failed] == ["c"] and "erode" in failed[0][1]
     assert set(values.case_id) == {"a", "b"}
     assert set(values.condition) == {"original", "noise", "erode"}

@@ -352,8 +352,11 @@ def test_sigint_marks_the_stage_interrupted_with_a_message(tmp_path):
     cmd = [PY, "-m", "radae.cli", "run", str(DEMO), "-q", "--stages", "ingest,preprocess,pretrain"]
     for o in tiny_overrides(tmp_path / "runs", cases=8, steps=100000) + ["pretrain.checkpoint_every=100000"]:
         cmd += ["--set", o]
+    # a background job of a non-interactive shell ignores SIGINT, and its children inherit that: give the run the
+    # default disposition, as an interactive terminal would (then Python turns SIGINT into KeyboardInterrupt)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     stage = tmp_path / "runs" / "demo" / "pretrain" / "_stage.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and not stage.exists():
