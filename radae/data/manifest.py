@@ -50,6 +50,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest {path}: file not found")
+    header: list[str] = []  # the CSV's own header row: pandas renames a repeated name ("os_time.1")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)

@@ -207,7 +207,8 @@ def _check_label_values(arr: np.ndarray, path: Path, case_id: str | None) -> Non
         raise IngestError(case_message(case_id, path, f"mask holds non-integer values ({shown}; {arr.dtype} voxels): a "
                                        "probability map or an interpolated mask, not a label image",
                                        "threshold it (e.g. >= 0.5) and save it as integer labels"))
-    if int(arr.max()) - int(arr.min()) >= MAX_MASK_LABELS and np.unique(arr).size > MAX_MASK_LABELS:
-        raise IngestError(case_message(case_id, path, f"mask holds {np.unique(arr).size:,} distinct values ({float(arr.min()):g} "
+    n_values = np.unique(arr).size if int(arr.max()) - int(arr.min()) >= MAX_MASK_LABELS else 0  # cheap for uint8 masks
+    if n_values > MAX_MASK_LABELS:
+        raise IngestError(case_message(case_id, path, f"mask holds {n_values:,} distinct values ({float(arr.min()):g} "
                                        f"to {float(arr.max()):g}): an intensity image (the scan itself?), not a label map",
                                        "point the manifest's mask at the segmentation file"))
