@@ -21,10 +21,13 @@ Problems are collected for all rows and raised together, one line per row.
 """
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
 import hmac
+import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,8 @@ KNOWN = REQUIRED + ("mask", "mask_label", "seed_x", "seed_y", "seed_z", "series_
 SEED_COLS = ("seed_x", "seed_y", "seed_z")
 MAX_SHOWN = 20
 _BOOL_WORDS = {"true": "1", "false": "0"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_COMMA_NUMBER = re.compile(r"\s*[-+]?\d+(,\d+)+\s*")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -45,20 +50,54 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest {path}: file not found")
+    header: list[str] = []  # the CSV's own header row: pandas renames a repeated name ("os_time.1")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)
             df = df.astype({c: "string" for c in df.columns}).astype(object).where(df.notna(), None)
         else:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
+            text = _csv_text(path)
+            header = [str(c).strip() for c in next(csv.reader(io.StringIO(text)), [])]
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
             df = df.astype(object).where(df.notna(), None)
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+    except pd.errors.ParserError as e:
+        raise ManifestError(f"manifest {path}: cannot parse ({str(e).splitlines()[0][:160]}) -> quote cells that contain "
+                            'commas ("a, b") and give every row the same number of cells') from None
+    except (ValueError, OSError, csv.Error) as e:
         raise ManifestError(f"manifest {path}: cannot parse ({str(e).splitlines()[0][:160]})") from None
     df.columns = [str(c).strip() for c in df.columns]
-    dups = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if len(df.columns) == 1 and (";" in df.columns[0] or "\t" in df.columns[0]):
+        sep = "';'" if ";" in df.columns[0] else "tabs"
+        raise ManifestError(f"manifest {path}: columns are separated by {sep}, not commas (a regional Excel export?) -> save "
+                            "it as comma-separated CSV (Excel: 'CSV UTF-8 (comma delimited)')")
+    df = df.dropna(how="all")  # rows of empty cells (",,,,"): left by spreadsheet exports, carry nothing
+    dups = sorted({c for c in header if header.count(c) > 1})
+    dups = dups or sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dups:
         raise ManifestError(f"manifest {path}: column(s) {dups} appear more than once -> keep one column per name")
     return df
+
+
+def _csv_text(path: Path) -> str:
+    """The manifest's text, refusing what pandas would misread: a workbook, UTF-16, NUL bytes, non-UTF-8 bytes."""
+    raw = path.read_bytes()
+    if raw.startswith(b"PK\x03\x04"):
+        raise ManifestError(f"manifest {path}: is a ZIP archive (an Excel .xlsx workbook?), not CSV text -> export it as "
+                            "'CSV UTF-8 (comma delimited)' or give a Parquet file")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ManifestError(f"manifest {path}: is UTF-16 text (Excel 'Unicode Text'), not UTF-8 -> save it as "
+                            "'CSV UTF-8 (comma delimited)'")
+    if b"\x00" in raw:  # pandas cuts a cell at a NUL byte without a word
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise ManifestError(f"manifest {path}: holds a NUL byte (line {line}): a binary file or a damaged export -> "
+                            "re-export it as CSV UTF-8 text")
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ManifestError(f"manifest {path}: is not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}; a Latin-1 or "
+                            "Windows-1252 export?) -> save it as 'CSV UTF-8' (Excel) or convert it "
+                            "(iconv -f latin1 -t utf-8)") from None
 
 
 def _expand(value: str) -> str:
@@ -178,6 +217,11 @@ def _check_keys(df: pd.DataFrame, pr: _Problems) -> None:
     df["case_id"] = df["case_id"].map(lambda v: None if v is None else str(v).strip())
     df["patient_id"] = df["patient_id"].map(lambda v: None if v is None else str(v).strip())
     df["modality"] = df["modality"].map(lambda v: None if v is None else str(v).strip().upper())
+    for col in ("case_id", "patient_id"):
+        for i, v in df[col].items():
+            if v is not None and _CONTROL.search(v):
+                pr.bad(i, repr(df.at[i, "case_id"]), f"{col} {v!r} holds a line break or control character -> remove it (ids "
+                                                     "go into file names, tables and one-line messages)")
     dup = df["case_id"].duplicated(keep=False) & df["case_id"].notna()
     for i in df.index[dup]:
         first = int(df.index[(df["case_id"] == df.at[i, "case_id"])][0])
@@ -251,6 +295,10 @@ def _check_values(df: pd.DataFrame, pr: _Problems, numeric_columns, binary_colum
             values = values.map(lambda v: _BOOL_WORDS.get(str(v).strip().lower(), v) if v is not None else v)
         num = pd.to_numeric(values, errors="coerce").astype(float)
         for i in df.index[num.isna() & values.notna()]:
+            if _COMMA_NUMBER.fullmatch(str(df.at[i, col])):
+                pr.bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} has a comma: a decimal comma or a thousands "
+                                               "separator? -> write numbers with a decimal point and no grouping (10.5, 1234)")
+                continue
             pr.bad(i, df.at[i, "case_id"], f"{col} = {df.at[i, col]!r} is not a number -> use a number, or leave the cell "
                                            "empty for unknown")
         for i in df.index[num.notna() & ~np.isfinite(num)]:

@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from radae.util.errors import IngestError, case_message
 from radae.io.integrity import is_nifti, nifti_problem
+from radae.io.metaimage import metaimage_problem
 from radae.io.nifti import SHEAR_HINT, direction_problem, fmt_values
 from radae.io.volume import Volume
 
@@ -17,6 +18,8 @@ logger = logging.getLogger(__name__)
 SPACING_RTOL = 1e-3
 ORIGIN_ATOL_MM = 1e-2
 DIRECTION_ATOL = 1e-3
+#: a label image with more distinct values than this is an intensity image (a CT given as mask), not labels
+MAX_MASK_LABELS = 1000
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -55,6 +58,9 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1][:160] if str(e).strip() else "unknown reader error"
+        meta_problem = metaimage_problem(path) if path.suffix.lower() in (".mha", ".mhd") else None
+        if meta_problem is not None:
+            raise IngestError(case_message(case_id, path, f"cannot read {what}: {meta_problem[0]}", meta_problem[1])) from None
         if "spacing" in first.lower():
             raise IngestError(case_message(case_id, path, f"cannot read {what}: invalid voxel spacing in the header ({first})",
                                            "fix the file header (voxel sizes must be > 0 mm)")) from None
@@ -165,14 +171,7 @@ def read_mask(
                         "resampled onto the image grid (nearest neighbour, no voxel moved)")
         logger.warning("%s", case_message(case_id, path, warnings[-1], "check the mask was exported from this image"))
     arr = vol.array
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise IngestError(case_message(case_id, path, "mask contains NaN/inf values", "a mask must hold integer labels; re-export it"))
-    if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(arr, np.round(arr)):
-        frac = np.unique(arr[arr != np.round(arr)])
-        shown = ", ".join(f"{float(v):g}" for v in frac[:5]) + (", ..." if len(frac) > 5 else "")
-        raise IngestError(case_message(case_id, path, f"mask holds non-integer values ({shown}; {arr.dtype} voxels): a "
-                                       "probability map or an interpolated mask, not a label image",
-                                       "threshold it (e.g. >= 0.5) and save it as integer labels"))
+    _check_label_values(arr, path, case_id)
     if label is None or label == "":
         out = arr != 0
     else:
@@ -196,3 +195,20 @@ def read_mask(
         raise IngestError(case_message(case_id, path, "mask is empty (no foreground voxels)", "check the segmentation"))
     return Volume(out.astype(np.uint8), reference.spacing_mm, reference.origin_mm, reference.direction,
                   {"path": str(path), **({"warnings": warnings} if warnings else {})})
+
+
+def _check_label_values(arr: np.ndarray, path: Path, case_id: str | None) -> None:
+    """IngestError unless ``arr`` can be a label image: finite, integer-valued, at most ``MAX_MASK_LABELS`` labels."""
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise IngestError(case_message(case_id, path, "mask contains NaN/inf values", "a mask must hold integer labels; re-export it"))
+    if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(arr, np.round(arr)):
+        frac = np.unique(arr[arr != np.round(arr)])
+        shown = ", ".join(f"{float(v):g}" for v in frac[:5]) + (", ..." if len(frac) > 5 else "")
+        raise IngestError(case_message(case_id, path, f"mask holds non-integer values ({shown}; {arr.dtype} voxels): a "
+                                       "probability map or an interpolated mask, not a label image",
+                                       "threshold it (e.g. >= 0.5) and save it as integer labels"))
+    n_values = np.unique(arr).size if int(arr.max()) - int(arr.min()) >= MAX_MASK_LABELS else 0  # cheap for uint8 masks
+    if n_values > MAX_MASK_LABELS:
+        raise IngestError(case_message(case_id, path, f"mask holds {n_values:,} distinct values ({float(arr.min()):g} "
+                                       f"to {float(arr.max()):g}): an intensity image (the scan itself?), not a label map",
+                                       "point the manifest's mask at the segmentation file"))

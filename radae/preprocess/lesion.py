@@ -152,6 +152,9 @@ def _cached_meta(meta_path: Path) -> dict | None:
 def _read_checked(row: dict, cfg: PreprocessConfig, case: str):
     """``(image, mask or None, reader warnings)`` after the size, spacing, finiteness, constancy and CT-unit checks."""
     _check_size(row["image"], cfg, case)
+    if as_text(row.get("mask")) and Path(row["mask"]).resolve() == Path(row["image"]).resolve():
+        raise PreprocessError(case_message(case, row["mask"], "mask is the image file itself",
+                                           "point the manifest's mask at the segmentation file"))
     image = read_image(row["image"], series_uid=as_text(row.get("series_uid")) or None, case_id=case)
     check_spacing(image, Path(row["image"]), case)
     if not np.all(np.isfinite(image.array)):
@@ -161,6 +164,10 @@ def _read_checked(row: dict, cfg: PreprocessConfig, case: str):
     if float(image.array.max()) == float(image.array.min()):
         raise PreprocessError(case_message(case, row["image"], f"image is constant (all voxels = {image.array.flat[0]:g})",
                                            "check the file is the intended scan"))
+    lo, hi = float(image.array.min()), float(image.array.max())
+    if lo == 0 and hi == 1 and np.all((image.array == 0) | (image.array == 1)):
+        raise PreprocessError(case_message(case, row["image"], "image holds only the values 0 and 1: a mask, not a scan",
+                                           "check the manifest's image and mask columns are not swapped"))
     if str(row["modality"]).upper() == "CT":
         check_ct_units(image.array, row["image"], case)
     mask = None

@@ -296,3 +296,202 @@ ISSUE15_B_KINDS = [
     Defect("table_writer_flush_fails", "crash", "clear error", "test_a_full_disk_names_the_table_that_could_not_be_written_and_closes_its_files"),
     Defect("dicom_patient_id_unreadable", "silently wrong", "clear error", "test_manifest_scan_refuses_an_unreadable_patient_id"),
 ]
+
+
+# ----------------------------------------------------------------------------- issue 15 (part C): more kinds
+def _mask_2d(d, row, rng):
+    return {"mask": write_image(_msk(d, row)[8], d / "m_slice.nii.gz")}
+
+
+def _body_ct(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """An int16 CT in HU: air around a water-like body, a brighter lesion, noise (thousands of distinct values)."""
+    zz, yy, xx = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
+    body = (yy - 7.5) ** 2 + (xx - 7.5) ** 2 <= 49
+    hu = np.where(body, 20.0, -1000.0) + 60 * mask + rng.normal(0, 250, SHAPE)
+    return np.round(np.clip(hu, -1024, 3071)).astype(np.int16)
+
+
+def _mask_is_ct(d, row, rng):
+    ct = _body_ct(rng, _msk(d, row))
+    return {"image": write_image(ct, d / "ct.nii.gz"), "mask": write_image(ct, d / "ct_copy.nii.gz")}
+
+
+def _mask_is_image(d, row, rng):
+    return {"mask": row["image"]}
+
+
+def _image_is_mask(d, row, rng):  # the image and mask columns swapped: the scan given as mask is refused too late
+    return {"image": write_image(_msk(d, row), d / "lesion_seg.nii.gz")}
+
+
+def _mhd(d, row, keep_bytes=None, drop=False):
+    write_image(_img(d, row), d / "scan.mhd")
+    raw = d / "scan.raw"
+    if drop:
+        raw.unlink()
+    elif keep_bytes is not None:
+        raw.write_bytes(raw.read_bytes()[:keep_bytes])
+    return {"image": str(d / "scan.mhd")}
+
+
+def _mha_cut(d, row, rng):
+    write_image(_img(d, row), d / "full.mha")
+    raw = (d / "full.mha").read_bytes()
+    (d / "cut.mha").write_bytes(raw[: len(raw) - 8000])
+    return {"image": str(d / "cut.mha")}
+
+
+# refused with one line (case, file, problem -> advice); Defect entries below say how each was handled before
+MORE_IMAGE_KINDS = [
+    Kind("mask_2d_for_3d_image", _mask_2d, "mask", "mask is 2D (size (16, 16))", "radae needs 3D volumes"),
+    Kind("mask_is_an_int16_ct", _mask_is_ct, "mask",
+         "mask holds 1,327 distinct values (-1024 to 806): an intensity image (the scan itself?), not a label map",
+         "point the manifest's mask at the segmentation file"),
+    Kind("mask_is_the_image_file", _mask_is_image, "mask", "mask is the image file itself",
+         "point the manifest's mask at the segmentation file"),
+    Kind("image_is_a_binary_mask", _image_is_mask, "image", "image holds only the values 0 and 1: a mask, not a scan",
+         "check the manifest's image and mask columns are not swapped"),
+    Kind("mhd_without_its_raw", lambda d, row, rng: _mhd(d, row, drop=True), "image",
+         "pixel data file {d}/scan.raw (ElementDataFile) does not exist", "copy scan.raw next to the header scan.mhd"),
+    Kind("mhd_raw_cut_off", lambda d, row, rng: _mhd(d, row, keep_bytes=1000), "image",
+         "pixel data file {d}/scan.raw holds 1,000 of 16,384 bytes", "copy or export it again"),
+    Kind("mha_truncated", _mha_cut, "image", "MetaImage file is truncated: 8,384 of 16,384 pixel bytes", "copy or export it again"),
+]
+
+
+def _nifti_4d_t1(d, row, rng):
+    img = sitk.JoinSeries([sitk.GetImageFromArray(_img(d, row))])
+    sitk.WriteImage(img, str(d / "t1.nii.gz"))
+    return {"image": str(d / "t1.nii.gz")}, {}
+
+
+def _mask_minus_one(d, row, rng):
+    m = np.where(_msk(d, row) > 0, 1, -1).astype(np.int16)
+    return {"mask": write_image(m, d / "m_neg.nii.gz")}, {}
+
+
+def _scl_intercept(d, row, rng):
+    hu = np.round(_img(d, row)).astype(np.int16)
+    write_image((hu + 1024).astype(np.int16), d / "stored.nii")
+    raw = bytearray((d / "stored.nii").read_bytes())
+    struct.pack_into("<ff", raw, 112, 1.0, -1024.0)  # scl_slope, scl_inter
+    (d / "scaled.nii").write_bytes(bytes(raw))
+    return {"image": str(d / "scaled.nii")}, {"image": write_image(hu, d / "hu.nii.gz")}
+
+
+def _nrrd_ras(d, row, rng):
+    # the same voxels described in RAS: x and y axes point the other way, so the LPS direction is diag(1, 1, 1)
+    hdr = {"type": "float", "dimension": 3, "space": "right-anterior-superior", "sizes": "16 16 16",
+           "space directions": "(-1,0,0) (0,-1,0) (0,0,1)", "encoding": "raw", "endian": "little", "space origin": "(0,0,0)"}
+    return {"image": _nrrd(d / "ras.nrrd", hdr, _img(d, row).astype("<f4").tobytes())}, {}
+
+
+def _nrrd_big_endian(d, row, rng):
+    hdr = {"type": "float", "dimension": 3, "space": "left-posterior-superior", "sizes": "16 16 16",
+           "space directions": "(1,0,0) (0,1,0) (0,0,1)", "encoding": "raw", "endian": "big", "space origin": "(0,0,0)"}
+    return {"image": _nrrd(d / "be.nrrd", hdr, _img(d, row).astype(">f4").tobytes())}, {}
+
+
+def _plain_named_gz(d, row, rng):
+    write_image(_img(d, row), d / "plain.nii")
+    (d / "plain_named.nii.gz").write_bytes((d / "plain.nii").read_bytes())
+    return {"image": str(d / "plain_named.nii.gz")}, {}
+
+
+# read correctly: (folder, good row, rng) -> (changed fields, fields of the reference row whose ROI it must equal)
+CORRECT_IMAGE_KINDS = {
+    "nifti_4d_with_one_time_point": _nifti_4d_t1,
+    "mask_background_minus_one": _mask_minus_one,
+    "nifti_int16_with_scl_inter": _scl_intercept,
+    "nrrd_in_ras_space": _nrrd_ras,
+    "nrrd_big_endian": _nrrd_big_endian,
+    "uncompressed_nifti_named_nii_gz": _plain_named_gz,
+    "mask_label_written_1_0": lambda d, row, rng: ({"mask_label": "1.0"}, {}),
+}
+
+HDR = ["case_id", "patient_id", "image", "mask", "mask_label", "modality", "os_time", "os_event"]
+ROWS = [["A", "PA", "data/A_img.nii.gz", "data/A_msk.nii.gz", "1", "CT", "10.5", "1"],
+        ["B", "PB", "data/B_img.nii.gz", "data/B_msk.nii.gz", "1", "CT", "3", "0"]]
+
+
+def csv_bytes(rows=None, header=HDR, sep=",", newline="\n", encoding="utf-8") -> bytes:
+    rows = ROWS if rows is None else rows
+    return (newline.join(sep.join(r) for r in [header] + rows) + newline).encode(encoding)
+
+
+def _edited(i, j, value, **kw):
+    rows = [list(r) for r in ROWS]
+    rows[i][j] = value
+    return csv_bytes(rows, **kw)
+
+
+def _xlsx() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    return buf.getvalue()
+
+
+# manifest files refused by ``radae validate``: (name, bytes, file suffix, problem, advice)
+MANIFEST_FILE_KINDS = [
+    ("manifest_latin1", _edited(0, 1, "Müller José", encoding="latin-1"), ".csv",
+     "is not UTF-8 text (byte 0xfc on line 2; a Latin-1 or Windows-1252 export?)", "save it as 'CSV UTF-8'"),
+    ("manifest_utf16", b"\xff\xfe" + csv_bytes(encoding="utf-16-le"), ".csv", "is UTF-16 text (Excel 'Unicode Text')",
+     "save it as 'CSV UTF-8 (comma delimited)'"),
+    ("manifest_xlsx_workbook", _xlsx(), ".xlsx", "is a ZIP archive (an Excel .xlsx workbook?), not CSV text",
+     "export it as 'CSV UTF-8 (comma delimited)'"),
+    ("manifest_semicolons", csv_bytes(sep=";"), ".csv", "columns are separated by ';', not commas",
+     "save it as comma-separated CSV"),
+    ("manifest_tabs", csv_bytes(sep="\t"), ".csv", "columns are separated by tabs, not commas", "save it as comma-separated CSV"),
+    ("manifest_nul_byte", csv_bytes().replace(b"PA", b"P\x00A"), ".csv", "holds a NUL byte (line 2)",
+     "re-export it as CSV UTF-8 text"),
+    ("manifest_duplicate_column", csv_bytes([r + ["99"] for r in ROWS], header=HDR + ["os_time"]), ".csv",
+     "column(s) ['os_time'] appear more than once", "keep one column per name"),
+    ("manifest_row_with_extra_cell", csv_bytes(ROWS + [["C", "PC", "c.nii.gz", "c_m.nii.gz", "1", "CT", "3", "0", "x"]]), ".csv",
+     "cannot parse (Error tokenizing data. C error: Expected 8 fields in line 4, saw 9)", 'quote cells that contain commas'),
+    ("manifest_line_break_in_id", csv_bytes(ROWS[:1] + [["B", '"PB\n2"'] + ROWS[1][2:]]), ".csv",
+     "row 3 (case 'B'): patient_id 'PB\\n2' holds a line break or control character", "remove it"),
+    ("manifest_decimal_comma", _edited(0, 6, '"10,5"'), ".csv",
+     "row 2 (case A): os_time = '10,5' has a comma: a decimal comma or a thousands separator?",
+     "write numbers with a decimal point and no grouping"),
+]
+
+# read correctly by the manifest loader: (name, bytes, {column: expected values})
+MANIFEST_CORRECT_KINDS = [
+    ("manifest_bom_and_crlf", b"\xef\xbb\xbf" + csv_bytes(newline="\r\n"), {"case_id": ["A", "B"], "os_time": [10.5, 3.0]}),
+    ("manifest_trailing_empty_rows", csv_bytes() + b",,,,,,,\n,,,,,,,\n", {"case_id": ["A", "B"], "os_event": [1.0, 0.0]}),
+    ("manifest_patient_id_leading_zeros", _edited(0, 1, "007"), {"patient_id": ["007", "PB"]}),
+    ("manifest_patient_id_NA", _edited(0, 1, "NA"), {"patient_id": ["NA", "PB"]}),
+]
+
+# how each part-C kind was handled before (tests in tests/reliability/test_catalogue_more.py)
+_T_IMG, _T_OK, _T_MAN, _T_MOK = ("test_more_image_and_mask_kinds", "test_more_kinds_read_correctly",
+                                 "test_manifest_file_kinds_through_validate", "test_manifest_kinds_read_correctly")
+ISSUE15_C_KINDS = [
+    Defect("mask_2d_for_3d_image", "correct from the start", "clear error", _T_IMG),
+    Defect("mask_is_an_int16_ct", "silently wrong", "clear error", _T_IMG),
+    Defect("mask_is_the_image_file", "unclear message", "clear error", _T_IMG),
+    Defect("image_is_a_binary_mask", "silently wrong", "clear error", _T_IMG),
+    Defect("mhd_without_its_raw", "unclear message", "clear error", _T_IMG),
+    Defect("mhd_raw_cut_off", "unclear message", "clear error", _T_IMG),
+    Defect("mha_truncated", "unclear message", "clear error", _T_IMG),
+    *[Defect(name, "correct from the start", "correct", _T_OK) for name in CORRECT_IMAGE_KINDS],
+    Defect("manifest_latin1", "unclear message", "clear error", _T_MAN),
+    Defect("manifest_utf16", "unclear message", "clear error", _T_MAN),
+    Defect("manifest_xlsx_workbook", "unclear message", "clear error", _T_MAN),
+    Defect("manifest_semicolons", "unclear message", "clear error", _T_MAN),
+    Defect("manifest_tabs", "unclear message", "clear error", _T_MAN),
+    Defect("manifest_nul_byte", "silently wrong", "clear error", _T_MAN),
+    Defect("manifest_duplicate_column", "silently wrong", "clear error", _T_MAN),
+    Defect("manifest_row_with_extra_cell", "unclear message", "clear error", _T_MAN),
+    Defect("manifest_line_break_in_id", "silently wrong", "clear error", _T_MAN),
+    Defect("manifest_decimal_comma", "unclear message", "clear error", _T_MAN),
+    Defect("manifest_bom_and_crlf", "correct from the start", "correct", _T_MOK),
+    Defect("manifest_trailing_empty_rows", "valid input refused", "correct", _T_MOK),
+    Defect("manifest_patient_id_leading_zeros", "correct from the start", "correct", _T_MOK),
+    Defect("manifest_patient_id_NA", "correct from the start", "correct", _T_MOK),
+]
