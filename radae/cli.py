@@ -115,29 +115,18 @@ def run(
 def _run_distributed(cfg, stages: str | None, force: bool, resume: bool, quiet: bool, verbose: bool) -> None:
     """``torchrun --nproc_per_node=K -m radae.cli run PIPELINE.yaml --stages pretrain``: DDP pretraining (gloo on CPU,
     NCCL on GPUs); rank 0 keeps the run folder, the other ranks log warnings only."""
-    import torch
-    import torch.distributed as dist
-
     from radae.runner import run_pretrain_distributed
-    from radae.util.threads import configure_torch
+    from radae.train.distributed import process_group
 
     if stages != "pretrain":
         raise RadaeError("under torchrun only the pretrain stage runs on several processes -> add --stages pretrain "
                          "(run the other stages with a plain `radae run`)")
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.WARNING if quiet or rank else (logging.DEBUG if verbose else logging.INFO),
                         stream=sys.stderr, force=True, datefmt="%H:%M:%S",
                         format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
-    configure_torch(cfg.threads, world)
-    backend = "nccl" if torch.cuda.is_available() and cfg.pretrain.device != "cpu" else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend)
-    try:
+    with process_group(cfg):
         run_pretrain_distributed(cfg, resume=resume, force=force, quiet=quiet)
-    finally:
-        dist.destroy_process_group()
-
 
 @app.command()
 def validate(
@@ -267,9 +256,7 @@ def features(
         if out is None:
             raise RadaeError("--manifest needs --out features.csv")
         _setup(quiet, verbose, torch_threads=model is not None)
-        from radae.stages import ingest as ingest_stage, preprocess as preprocess_stage
-
-        stage_fns = {"ingest": ingest_stage.run, "preprocess": preprocess_stage.run}
+        stage_fns = {"ingest": _ingest_stage, "preprocess": _preprocess_stage}
         res = standalone.manifest_features(manifest, out, stage_fns, params=params, jobs=jobs, model=model, image_types=types,
                                            quiet=quiet)
     except RadaeError as e:
@@ -334,6 +321,18 @@ def reference() -> None:
     from radae.config.doc import markdown
 
     typer.echo(markdown())
+
+
+def _ingest_stage(ctx) -> None:
+    from radae.stages import ingest
+
+    ingest.run(ctx)
+
+
+def _preprocess_stage(ctx) -> None:  # imported only with --model: the radiomics-only path stays light
+    from radae.stages import preprocess
+
+    preprocess.run(ctx)
 
 @manifest_app.command("scan")
 def manifest_scan(

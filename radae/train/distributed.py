@@ -5,6 +5,8 @@ The process group is initialised by the caller (``torchrun ... -m radae.cli run`
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass
 
@@ -57,3 +59,20 @@ def any_rank(flag: bool, device: torch.device, world: int) -> bool:
     t = torch.tensor(float(flag), device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+@contextlib.contextmanager
+def process_group(cfg):
+    """torchrun's process group for this rank: threads per process, NCCL on GPUs (one device per local rank), gloo on
+    CPU; destroyed on exit."""
+    from radae.util.threads import configure_torch
+
+    configure_torch(cfg.threads, int(os.environ.get("WORLD_SIZE", "1")))
+    backend = "nccl" if torch.cuda.is_available() and cfg.pretrain.device != "cpu" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
