@@ -93,7 +93,7 @@ def outcome_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
     num += list(b.clinical)
     # cohort and batch columns (is_evaluation is made by ingest from data.evaluation_patients, not read; with
     # data.validation_manifest so is the cohort column)
-    made = ("is_evaluation", cfg.data.cohort_column if cfg.data.validation_manifest is not None else "is_evaluation")
+    made = {"is_evaluation"} | ({cfg.data.cohort_column} if cfg.data.validation_manifest is not None else set())
     req += [c for c in (b.external.column if b.external else None, b.harmonise.batch if b.harmonise else None) if c and c not in made]
     return {"required_columns": tuple(req), "numeric_columns": tuple(num), "binary_columns": tuple(binary),
             "nonnegative_columns": tuple(nonneg)}
