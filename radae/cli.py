@@ -153,7 +153,11 @@ def validate(
                                  image_types=rcfg.image_types, spacing_mm=cfg.preprocess.spacing_mm, strict=True)
     except RadaeError as e:
         _fail(e)
-    typer.echo(f"ok: {pipeline}: {len(df)} lesions, {df['patient_id'].nunique()} patients, "
+    cohorts = ""
+    if cfg.data.validation_manifest is not None:  # both manifests passed the same checks
+        n = df.groupby(cfg.data.cohort_column)["patient_id"].nunique()
+        cohorts = " (" + ", ".join(f"{k} {c}" for c, k in n.items()) + ")"
+    typer.echo(f"ok: {pipeline}: {len(df)} lesions, {df['patient_id'].nunique()} patients{cohorts}, "
                f"modalities {sorted(df['modality'].unique())}")
 
 

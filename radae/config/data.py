@@ -10,6 +10,11 @@ from radae.config.base import Seed, _Model
 
 
 # ----------------------------------------------------------------------------- data / ingest
+#: the values of ``data.cohort_column`` that ingest writes with ``data.validation_manifest``: the development cohort's
+#: rows (data.manifest, or the synthetic / imported cohort), then the validation manifest's rows
+COHORTS = ("development", "validation")
+
+
 class SynthConfig(_Model):
     """Generate the synthetic cohort into the run folder before ingest (the built-in demo data)."""
 
@@ -43,6 +48,11 @@ class DataConfig(_Model):
     root: Path | None = None  # if set, manifest paths may not escape it
     modalities: list[str] | None = None  # keep only these modalities (e.g. ["MR"])
     evaluation_patients: Path | None = None  # text file, one patient_id per line
+    # a second cohort's own manifest (same columns and checks; relative to the YAML file): its patients become evaluation
+    # patients (never pretrained on) and the benchmark's external validation cohort; ingest adds `cohort_column`
+    # ("development" for data.manifest's rows / the synthetic or imported cohort, "validation" for these)
+    validation_manifest: Path | None = None
+    cohort_column: str = Field("cohort", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # without evaluation_patients: hold this seeded fraction of the labelled patients out of pretraining (they become
     # the evaluation patients); None = no hold-out (pretraining then sees every benchmarked patient; the report warns)
     holdout_fraction: float | None = Field(None, gt=0.0, lt=1.0)
@@ -52,4 +62,6 @@ class DataConfig(_Model):
     def _one_source(self) -> "DataConfig":
         if sum(x is not None for x in (self.manifest, self.synth, self.npz)) != 1:
             raise ValueError("give exactly one of data.manifest, data.synth or data.npz")
+        if self.cohort_column in ("case_id", "patient_id", "image", "mask", "modality", "is_evaluation"):
+            raise ValueError(f"data.cohort_column: {self.cohort_column!r} is a column radae fills itself -> name another, e.g. cohort")
         return self

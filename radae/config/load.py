@@ -15,7 +15,8 @@ from radae.config.pipeline import PipelineConfig
 
 
 # ----------------------------------------------------------------------------- loading
-_PATH_KEYS = {("data", "manifest"), ("data", "npz", "path"), ("data", "root"), ("data", "evaluation_patients"), ("extract", "radiomics", "params"), ("preprocess", "cache_dir")}
+_PATH_KEYS = {("data", "manifest"), ("data", "npz", "path"), ("data", "root"), ("data", "evaluation_patients"),
+             ("data", "validation_manifest"), ("extract", "radiomics", "params"), ("preprocess", "cache_dir")}
 
 
 def _expand(value: str) -> str:
@@ -129,6 +130,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
         for label, p in (
             ("data.manifest", cfg.data.manifest),
             ("data.evaluation_patients", cfg.data.evaluation_patients),
+            ("data.validation_manifest", cfg.data.validation_manifest),
             ("extract.radiomics.params", cfg.extract.radiomics.params),
         ):
             if p is not None and not Path(p).exists():

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from radae.config.base import STAGES, Seed, _Model, stable_hash
-from radae.config.benchmark import BenchmarkConfig
-from radae.config.data import DataConfig
+from radae.config.benchmark import BenchmarkConfig, ExternalConfig
+from radae.config.data import COHORTS, DataConfig
 from radae.config.extract import ExtractConfig
 from radae.config.preprocess import PreprocessConfig
 from radae.config.pretrain import PretrainConfig
@@ -46,6 +46,23 @@ class PipelineConfig(_Model):
         if set(v) == {"."}:
             raise ValueError("name must not be only dots (the run folder would be outside runs_dir)")
         return v
+
+    @model_validator(mode="after")
+    def _validation_cohort(self) -> "PipelineConfig":
+        """A second manifest is the external validation cohort: without ``benchmark.external`` the benchmark develops on
+        ``data.cohort_column == "development"`` and validates on ``"validation"``. Left alone, the benchmark would keep
+        only the evaluation patients and pool both cohorts in one CV, which is never what a second manifest means."""
+        d = self.data
+        if d.validation_manifest is None:
+            return self
+        ext = self.benchmark.external
+        if ext is None:
+            ext = ExternalConfig(column=d.cohort_column, develop=(COHORTS[0],), validate=(COHORTS[1],))
+            object.__setattr__(self, "benchmark", self.benchmark.model_copy(update={"external": ext}))  # frozen: set once here
+        elif ext.column == d.cohort_column and not set(ext.develop + ext.validate_) <= set(COHORTS):
+            raise ValueError(f"benchmark.external: column {ext.column!r} holds only {list(COHORTS)} with data.validation_manifest "
+                             f"(got {list(ext.develop)} / {list(ext.validate_)}) -> leave benchmark.external out or use those values")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -13,7 +13,8 @@ from typing import Any
 
 #: section -> key path inside it -> "content" (the file's sha256) or "drop" (cannot change a result)
 PATH_KEYS: dict[str, dict[tuple[str, ...], str]] = {
-    "data": {("manifest",): "content", ("evaluation_patients",): "content", ("npz", "path"): "content"},
+    "data": {("manifest",): "content", ("evaluation_patients",): "content", ("validation_manifest",): "content",
+             ("npz", "path"): "content"},
     "extract": {("radiomics", "params"): "content"},
     "preprocess": {("cache_dir",): "drop"},
 }

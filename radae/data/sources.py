@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from radae.config import PipelineConfig
-from radae.util.errors import ConfigError
+from radae.util.errors import ConfigError, ManifestError
 from radae.util.hashing import file_sha256, json_sha256
+from radae.config.data import COHORTS
 from radae.data.manifest import load_manifest, pseudonymise_key_from_env
 
 logger = logging.getLogger(__name__)
@@ -90,28 +91,47 @@ def outcome_columns(cfg: PipelineConfig) -> dict[str, tuple[str, ...]]:
     binary = [c for c in (b.classification.label if b.classification else None, b.survival.event if b.survival else None) if c]
     req += list(b.clinical)
     num += list(b.clinical)
-    # cohort and batch columns (is_evaluation is made by ingest from data.evaluation_patients, not read)
-    req += [c for c in (b.external.column if b.external else None, b.harmonise.batch if b.harmonise else None) if c and c != "is_evaluation"]
+    # cohort and batch columns (is_evaluation is made by ingest from data.evaluation_patients, not read; with
+    # data.validation_manifest so is the cohort column)
+    made = {"is_evaluation"} | ({cfg.data.cohort_column} if cfg.data.validation_manifest is not None else set())
+    req += [c for c in (b.external.column if b.external else None, b.harmonise.batch if b.harmonise else None) if c and c not in made]
     return {"required_columns": tuple(req), "numeric_columns": tuple(num), "binary_columns": tuple(binary),
             "nonnegative_columns": tuple(nonneg)}
 
 
 def validated_manifest(cfg: PipelineConfig, check_files: bool = True, skipped: list[dict] | None = None) -> pd.DataFrame:
     """The pipeline's manifest, validated. With ``skipped`` (a list), rows whose files are missing are left out and
-    listed there (see :func:`radae.data.manifest.load_manifest`); without, they are errors."""
+    listed there (see :func:`radae.data.manifest.load_manifest`); without, they are errors.
+
+    With ``data.validation_manifest`` that manifest gets the same checks, and the result is both: the development rows,
+    then the validation rows, told apart by ``data.cohort_column`` (:func:`with_validation_cohort`)."""
     ensure_synth(cfg)
     key = pseudonymise_key_from_env() if cfg.data.pseudonymise_patients else None
     if cfg.data.pseudonymise_patients and not key:
         raise ConfigError(f"{cfg.source}: data.pseudonymise_patients is true but env RADAE_PSEUDO_KEY is not set")
-    return load_manifest(
-        manifest_path(cfg),
-        root=cfg.data.root,
-        check_files=check_files,
-        modalities=cfg.data.modalities,
-        pseudonymise_key=key,
-        skipped=skipped,
-        **outcome_columns(cfg),
-    )
+    checks = dict(root=cfg.data.root, check_files=check_files, modalities=cfg.data.modalities, pseudonymise_key=key,
+                  skipped=skipped, **outcome_columns(cfg))
+    dev = load_manifest(manifest_path(cfg), **checks)
+    if cfg.data.validation_manifest is None:
+        return dev
+    val = load_manifest(cfg.data.validation_manifest, **checks)
+    return with_validation_cohort(dev, val, manifest_path(cfg), Path(cfg.data.validation_manifest), cfg.data.cohort_column)
+
+
+def with_validation_cohort(dev: pd.DataFrame, val: pd.DataFrame, dev_path: Path, val_path: Path, column: str) -> pd.DataFrame:
+    """``dev`` then ``val`` with ``column`` = "development" / "validation". Refuses a case or patient in both manifests
+    (the validation cohort must be independent) and a manifest that already has ``column``."""
+    for df, path in ((dev, dev_path), (val, val_path)):
+        if column in df.columns:
+            raise ManifestError(f"manifest {path}: already has a column {column!r}, which ingest fills with the cohort of "
+                                f"each row -> rename that column or set data.cohort_column to another name")
+    for id_col in ("case_id", "patient_id"):
+        both = sorted(set(dev[id_col].astype(str)) & set(val[id_col].astype(str)))
+        if both:
+            more = f" (and {len(both) - 1} more)" if len(both) > 1 else ""
+            raise ManifestError(f"{id_col} {both[0]!r}{more} is in both {dev_path} and {val_path} -> a patient belongs to one "
+                                "cohort; remove it from one manifest")
+    return pd.concat([dev.assign(**{column: COHORTS[0]}), val.assign(**{column: COHORTS[1]})], ignore_index=True)
 
 
 def evaluation_patients(cfg: PipelineConfig) -> set[str]:
@@ -123,6 +143,19 @@ def evaluation_patients(cfg: PipelineConfig) -> set[str]:
     if p is None or not Path(p).exists():
         return set()
     return {ln.strip() for ln in Path(p).read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+
+
+def designated_evaluation(manifest: pd.DataFrame, cfg: PipelineConfig) -> tuple[set[str], int]:
+    """(the evaluation patients, how many of them are the validation manifest's). Evaluation patients are kept out of
+    pretraining: ``data.evaluation_patients`` (else the ``data.holdout_fraction`` draw among the development cohort's
+    labelled patients), plus every patient of ``data.validation_manifest``, whatever the other two say."""
+    dev = manifest
+    val: set[str] = set()
+    if cfg.data.validation_manifest is not None:
+        is_val = manifest[cfg.data.cohort_column] == COHORTS[1]
+        dev = manifest[~is_val]
+        val = set(manifest.loc[is_val, "patient_id"].astype(str))
+    return (evaluation_patients(cfg) or holdout_patients(dev, cfg)) | val, len(val)
 
 
 def holdout_patients(manifest: pd.DataFrame, cfg: PipelineConfig) -> set[str]:
@@ -151,11 +184,12 @@ def input_fingerprint(cfg: PipelineConfig) -> str:
     """
     ensure_synth(cfg)
     mpath = manifest_path(cfg)
+    manifests = [mpath] + ([cfg.data.validation_manifest] if cfg.data.validation_manifest is not None else [])
     try:
         skipped: list[dict] = []
         df = validated_manifest(cfg, check_files=True, skipped=skipped)
     except Exception:  # invalid manifest: let the ingest stage raise the proper error
-        return "invalid:" + (file_sha256(mpath) if mpath.exists() else "missing")
+        return "invalid:" + ",".join(file_sha256(p) if Path(p).exists() else "missing" for p in manifests)
     files = []
     for col in ("image", "mask"):
         for case, p in zip(df["case_id"], df[col]):
@@ -167,6 +201,8 @@ def input_fingerprint(cfg: PipelineConfig) -> str:
                 h = "unreadable"
             files.append((str(case), col, h))
     parts = {"manifest": file_sha256(mpath), "files": sorted(files)}
+    if cfg.data.validation_manifest is not None:
+        parts["validation_manifest"] = file_sha256(cfg.data.validation_manifest)
     if skipped:
         parts["skipped"] = sorted(str(s["case_id"]) for s in skipped)
     if cfg.data.evaluation_patients:

@@ -84,7 +84,8 @@ def check_encoder_unseen(rows_val: pd.DataFrame, uses_latents: bool, pretrain_su
     seen = rows_val.loc[~_text(is_eval).isin(["true", "1", "1.0", "yes"]).to_numpy(), "patient_id"]
     if len(seen):
         raise BenchmarkError(f"benchmark.external: validation patient {seen.iloc[0]!r} (and {seen.nunique() - 1} more) is not an evaluation "
-                             "patient, so the encoder was pretrained on its images -> list the validation cohort in data.evaluation_patients")
+                             "patient, so the encoder was pretrained on its images -> list the validation cohort in data.evaluation_patients, "
+                             "or give it as data.validation_manifest")
     return (f"The encoder was pretrained without any of the {rows_val['patient_id'].nunique()} validation patients "
             f"(pretraining excluded {pretrain_summary.get('excluded_evaluation_patients', 'n/a')} evaluation patients; checked).")
 

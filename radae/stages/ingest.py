@@ -7,7 +7,7 @@ from pathlib import Path
 from radae.util.errors import IngestError, case_message
 from radae.util.fsutil import atomic_path
 from radae.util.hashing import file_sha256
-from radae.data.sources import evaluation_patients, holdout_patients, validated_manifest
+from radae.data.sources import designated_evaluation, validated_manifest
 from radae.runfolder import RunContext
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ def run(ctx: RunContext) -> None:
     if len(df) == 0:
         raise IngestError(f"ingest: none of the {len(skipped)} manifest rows has readable files (first: "
                           f"{skipped[0]['message']})")
-    evals = evaluation_patients(ctx.cfg) or holdout_patients(df, ctx.cfg)
+    evals, n_val = designated_evaluation(df, ctx.cfg)
+    if n_val:
+        logger.info("ingest: the %d patients of data.validation_manifest are evaluation patients (kept out of pretraining)", n_val)
     if not evals:
         logger.warning("ingest: no evaluation patients designated -> pretraining will see every benchmarked patient's images; "
                        "set data.evaluation_patients or data.holdout_fraction (e.g. 0.5) to hold labelled patients out")

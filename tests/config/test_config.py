@@ -155,3 +155,27 @@ def test_shipped_pipelines_validate():
     for p in root.glob("*.yaml"):
         cfg = load_pipeline(p, check_files=False)
         assert isinstance(cfg, PipelineConfig) and yaml.safe_load(p.read_text())["name"] == cfg.name
+
+
+def test_validation_manifest_resolves_and_becomes_the_external_cohort(tmp_path):
+    sub = tmp_path / "cfg"
+    sub.mkdir()
+    for n in ("a.csv", "b.csv"):
+        (sub / n).write_text("x\n")
+    two = "name: t\ndata: {manifest: a.csv, validation_manifest: b.csv}\n"
+    cfg = load_pipeline(_write(sub, two))
+    assert cfg.data.validation_manifest == sub / "b.csv" and cfg.data.cohort_column == "cohort"
+    assert cfg.model_dump(mode="json")["benchmark"]["external"] == {"column": "cohort", "develop": ["development"],
+                                                                     "validate": ["validation"]}
+    dump = cfg.model_dump(mode="json")  # reloads: the written-out external passes the check
+    assert type(cfg).model_validate(dump).model_dump(mode="json") == dump
+    cfg = load_pipeline(_write(sub, two), overrides=["data.cohort_column=site_group"])
+    assert cfg.benchmark.external.column == "site_group"
+    msg = _error(sub, two + "benchmark: {external: {column: cohort, develop: [A], validate: [B]}}\n")
+    assert msg.endswith(": benchmark.external: column 'cohort' holds only ['development', 'validation'] with "
+                        "data.validation_manifest (got ['a'] / ['b']) -> leave benchmark.external out or use those values")
+    # another column of the manifests (e.g. a site) may still split the cohorts
+    cfg = load_pipeline(_write(sub, two + "benchmark: {external: {column: site, develop: [s1], validate: [s2]}}\n"))
+    assert cfg.benchmark.external.column == "site"
+    assert "data.cohort_column: 'is_evaluation' is a column radae fills itself" in _error(sub, two, ["data.cohort_column=is_evaluation"])
+    assert _error(sub, two.replace("b.csv", "c.csv")).endswith(f": data.validation_manifest: file not found: {sub / 'c.csv'}")

@@ -36,6 +36,16 @@ def data_section(ctx: Context) -> Section:
         Markup(", ").join(Markup("{} {}").format(m, k.put(f"data.modality.{key_segment(m)}", n, "int")) for m, n in mods.items()),
     )))
 
+    dcfg = ctx.section_cfg("data") or {}
+    col = dcfg.get("cohort_column", "cohort")
+    if dcfg.get("validation_manifest") and col in cases:  # the second manifest: one patient in one cohort, never pretrained on
+        val = cases.loc[cases[col] == "validation", "patient_id"].nunique()
+        sec.add(Paragraph(Markup(
+            "The validation cohort comes from its own manifest (data.validation_manifest, column {} = validation): {} "
+            "patients, every one an evaluation patient ({}); the other {} patients are the development cohort."
+        ).format(col, k.put("data.validation_patients", val, "int"),
+                 "yet pretraining included them: pretrain.include_evaluation_patients" if pretrain_saw_evaluation_images(ctx)
+                 else "held out of pretraining", n_patients - val)))
     sec.add(*oracle_blocks(ctx))
 
     # outcomes, at patient level
