@@ -81,8 +81,9 @@ def curve_blocks(ctx: Context, cls: dict) -> list:
         g = g.sort_values("point", kind="stable")
         name = f"{fset} (AUC {auc:.3f}, n = {int(g['n'].iloc[0])})"
         rocs[name] = (g["fpr"].to_numpy(float), g["tpr"].to_numpy(float))
-        band = band_rows[band_rows["feature_set"] == fset].sort_values("fpr", kind="stable")
-        if len(band) and np.isfinite(band[["tpr_lower", "tpr_upper"]].to_numpy(float)).all():
+        band = band_rows[band_rows["feature_set"] == fset] if band_rows is not None else band_rows
+        if band is not None and len(band) and np.isfinite(band[["tpr_lower", "tpr_upper"]].to_numpy(float)).all():
+            band = band.sort_values("fpr", kind="stable")
             bands[name] = (band["fpr"].to_numpy(float), band["tpr_lower"].to_numpy(float), band["tpr_upper"].to_numpy(float))
             band_n.append(int(band["n_boot"].iloc[0]))
         else:
@@ -107,11 +108,11 @@ def curve_blocks(ctx: Context, cls: dict) -> list:
                 "calibration curves")]
 
 
-def _band_rows(ctx: Context, repeat, model: str) -> tuple[pd.DataFrame, str]:
-    """(the ROC-band rows of this repeat and model, possibly none; why there are none)."""
+def _band_rows(ctx: Context, repeat, model: str) -> tuple[pd.DataFrame | None, str]:
+    """(the ROC-band rows of this repeat and model, None without the file; why a set has no band)."""
     b = ctx.run.table(ROC_BANDS)
     if b is None:
-        return pd.DataFrame(columns=["feature_set"]), f"{ctx.run.why(ROC_BANDS)} (a run from before the bands were computed)"
+        return None, f"{ctx.run.why(ROC_BANDS)} (a run from before the bands were computed)"
     b = b[(b["task"] == "classification") & (b["repeat"] == repeat) & (b["model"] == model)]
     return b.copy(), f"{ROC_BANDS} has no band for them (benchmark.bootstrap = 0, or no resample held both classes)"
 
