@@ -152,12 +152,17 @@ def scatter_2d(xy: np.ndarray, colour_values: np.ndarray | None, colour_kind: st
 
 
 # ----------------------------------------------------------------------------- downstream
-def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
-    """ROC curves (fpr, tpr) per labelled entry on the unit square with the chance diagonal."""
+def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str,
+               bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> Figure:
+    """ROC curves (fpr, tpr) per labelled entry on the unit square with the chance diagonal; an entry of ``bands``
+    (fpr grid, lower tpr, upper tpr) under the same label is filled translucently in the curve's colour."""
     fig = new_figure(5.2, 5.0)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", color="#999999", lw=1, label="chance")
     for i, (name, (fpr, tpr)) in enumerate(curves.items()):
+        if bands and name in bands:
+            grid, lower, upper = bands[name]
+            ax.fill_between(grid, lower, upper, color=colour(i), alpha=0.18, lw=0)
         ax.plot(fpr, tpr, color=colour(i), lw=1.6, label=name, drawstyle="steps-post")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.005)

@@ -23,7 +23,9 @@ Outputs in ``<run>/benchmark/`` (all written atomically):
   across folds), risk_group (high/low at the training-fold median; survival).
 - ``roc_points.parquet`` - task, feature_set, model, repeat, n, auc, point, fpr, tpr and ``calibration_bins.parquet`` -
   task, feature_set, model, repeat, bin, mean_predicted, observed, count: the pooled out-of-fold predictions of the
-  first repeat of every classification set x model (:mod:`radae.evaluate.curves`).
+  first repeat of every classification set x model (:mod:`radae.evaluate.curves`); ``roc_bands.parquet`` - task,
+  feature_set, model, repeat, fpr, tpr, tpr_lower, tpr_upper, n_boot: pointwise 95% patient-bootstrap bands
+  (``benchmark.bootstrap`` resamples, vertical averaging on 101 FPRs) of the primary comparison's sets, every model.
 - ``comparisons.csv`` - ONE paired test per pair of feature sets per task and model (:mod:`radae.evaluate.comparisons`):
   task, model, metric, test (corrected_t_calibrated | corrected_t_nadeau_bengio | patient_bootstrap when every
   fold gave the same difference), role (primary | exploratory), set_a, set_b, estimate_a, estimate_b, diff (a - b),
@@ -93,7 +95,7 @@ def run_benchmark(run_dir: Path, cfg: PipelineConfig, seed: int, on_failure: OnF
         tasks.append(evaluate_survival(cohort, bcfg, seed, filters, on_failure))
         summary["survival"] = tasks[-1].block
 
-    comp_table = _write_task_tables(tasks, out_dir)
+    comp_table = _write_task_tables(tasks, out_dir, bcfg, seed)
     summary["comparisons"] = summaries.comparisons_block(comp_table, bcfg, summary["n_patients"])
     summary["robustness"] = rob_summary
     summary["sample_size"] = external_run.sample_size(summary, cohort, bcfg)
@@ -122,8 +124,8 @@ def _robustness(run_dir: Path, cfg: PipelineConfig, cohort: Cohort, seed: int, o
     return robustness_study(cases, cfg, extractor, seed, on_failure, out_dir)
 
 
-def _write_task_tables(tasks: list[TaskResult], out_dir: Path) -> pd.DataFrame:
-    """cv_results, predictions, comparisons, km, ROC points and calibration bins; returns the comparisons table."""
+def _write_task_tables(tasks: list[TaskResult], out_dir: Path, bcfg: BenchmarkConfig, seed: int) -> pd.DataFrame:
+    """cv_results, predictions, comparisons, km, ROC points, bands and calibration bins; returns the comparisons table."""
     folds = [f for t in tasks for f in t.run.folds]
     preds = [p for t in tasks for p in t.run.predictions]
     kms = [k for t in tasks for k in t.run.km]
@@ -139,6 +141,8 @@ def _write_task_tables(tasks: list[TaskResult], out_dir: Path) -> pd.DataFrame:
     roc, cal = curves.curve_tables(predictions)
     write_parquet(roc, out_dir / "roc_points.parquet")
     write_parquet(cal, out_dir / "calibration_bins.parquet")
+    bands = curves.roc_bands(predictions, curves.primary_sets(comp_table), bcfg.bootstrap, seed, bcfg.cv.seed)
+    write_parquet(bands, out_dir / "roc_bands.parquet")
     return comp_table
 
 

@@ -11,6 +11,7 @@ from radae.config import PipelineConfig
 from radae.util.errors import BenchmarkError
 from radae.evaluate.cohort import load_cohort
 from radae.evaluate.comparisons import COLUMNS as COMPARISON_COLUMNS
+from radae.evaluate.curves import BAND_COLUMNS, roc_bands
 from radae.stages.benchmark import run_benchmark
 
 
@@ -111,13 +112,34 @@ def test_outputs_follow_the_documented_layout(demo_run):
     assert on_disk["feature_sets"]["handcrafted"]["n_features"] == 9  # diagnostics_ column left out
 
 
+def test_roc_bands_cover_the_primary_sets_by_patient(demo_run):
+    """roc_bands.parquet: the primary pair only (not volume), 101 grid points, benchmark.bootstrap resamples of patients."""
+    run_dir, s, _ = demo_run
+    out = run_dir / "benchmark"
+    bands = pd.read_parquet(out / "roc_bands.parquet")
+    assert list(bands.columns) == BAND_COLUMNS
+    assert list(dict.fromkeys(zip(bands.feature_set, bands.model))) == [("learned", "logistic_l2"), ("handcrafted", "logistic_l2")]
+    assert len(bands) == 2 * 101 and (bands.n_boot == 50).all() and set(bands.repeat) == {0}
+    preds = pd.read_parquet(out / "predictions.parquet")
+    pd.testing.assert_frame_equal(bands, roc_bands(preds, ["learned", "handcrafted"], 50, 0, 0))
+    # some patients have two lesions: a row bootstrap of the same predictions gives other bands
+    first = preds[(preds.task == "classification") & ~preds.control & (preds.repeat == 0)]
+    assert first.groupby(["feature_set", "patient_id"]).size().max() == 2
+    by_row = roc_bands(preds.assign(patient_id=[f"r{i}" for i in range(len(preds))]), ["learned", "handcrafted"], 50, 0, 0)
+    assert not np.array_equal(by_row.tpr_lower.to_numpy(), bands.tpr_lower.to_numpy())
+    assert np.all(bands.tpr_lower <= bands.tpr) and np.all(bands.tpr <= bands.tpr_upper)
+
+
 def test_same_seed_gives_identical_results(tmp_path, demo_run):
     run_dir, s, _ = demo_run
     cfg = pipeline_config(run_dir, feature_sets=["learned", "volume"], bootstrap=20, shuffled_control=False)
     a, _ = _run(run_dir, cfg)
     first = pd.read_parquet(run_dir / "benchmark" / "predictions.parquet")
+    first_bands = pd.read_parquet(run_dir / "benchmark" / "roc_bands.parquet")
     b, _ = _run(run_dir, cfg)
     pd.testing.assert_frame_equal(first, pd.read_parquet(run_dir / "benchmark" / "predictions.parquet"))
+    pd.testing.assert_frame_equal(first_bands, pd.read_parquet(run_dir / "benchmark" / "roc_bands.parquet"))
+    assert len(first_bands) == 2 * 101  # no primary pair (no handcrafted): every set, as the report shows them
     assert a == b
 
 
