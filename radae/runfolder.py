@@ -13,7 +13,8 @@ Artefacts (paths relative to the run folder; the stage that writes them first):
 ``extract/latent.parquet``       extract     learned features: keys + :func:`latent_columns`
 ``extract/radiomics.parquet``    extract     PyRadiomics features: keys + ``<image type>_<class>_<feature>``
 ``extract/<head>.parquet``       extract     feature heads (``learned_pooled``, ``anomaly``, ``random_*``)
-``benchmark/*.parquet``          benchmark   CV results, comparisons, curves, robustness (``radae.stages.benchmark``)
+``benchmark/*.parquet``          benchmark   CV results, predictions, comparisons, ROC points / bands, calibration
+                                             bins, robustness (``radae.stages.benchmark``)
 ``report/report.html``           report      the self-contained report and ``summary.json``
 ===============================  ==========  =======================================================================
 """
