@@ -1,24 +1,19 @@
-"""DICOM RTSTRUCT ROI -> uint8 0/1 mask on the image grid, rasterised by rt-utils.
+"""DICOM RTSTRUCT ROI -> uint8 0/1 mask on the image grid, rasterised by :mod:`radae.io.contours`.
 
-rt-utils fills each planar contour on the slice it is attached to (``ContourImageSequence``). Two
-things are done around it so the result is right for any series:
+Each closed planar contour of the ROI is placed on one slice, then every slice is filled from all its contours:
+a pixel is in the mask when its centre lies inside by the even-odd rule (a contour inside another is a hole,
+disjoint contours are separate parts), in the image's own index space (origin, spacing, direction). This gives
+the curated NIfTI masks voxel for voxel (IBSI CT phantom and all 68 STS MR/PET studies: Dice 1.0000), where
+rt-utils' OpenCV ``fillPoly`` adds the pixels the outline touches (IBSI 0.9864, STS PET down to 0.78).
 
-- Contours without ``ContourImageSequence`` (optional in the standard; the IBSI CT phantom has none)
-  are attached to the slice whose plane they lie in (within half a slice gap), on a copy of the dataset.
-- rt-utils (1.2.7) allocates each slice as (Columns, Rows) but fills it as [row, column], which clips
-  non-square images, and reads PixelSpacing in (column step, row step) order, the reverse of DICOM's,
-  which misplaces contours when pixels are not square. It is given header-only slices made square
-  (max(Rows, Columns)) with the two spacings swapped; the result is cropped back to (Rows, Columns).
-  Both are covered by tests with non-square, anisotropic synthetic series.
-
+- A contour goes on the slice whose plane it lies in (within half a slice gap); ``ContourImageSequence`` is
+  optional in the standard (the IBSI CT phantom has none) and is only checked against the series.
 - Contours whose ``ContourImageSequence`` names SOP Instance UIDs that match no slice (re-anonymisation
   regenerates them) while the RTSTRUCT names this series or frame of reference: each contour is placed on the
   slice at its position along the slice normal, in the image's own index space, if it lies within
   ``FALLBACK_TOL`` slice gaps of that slice's plane (a contour further off lies between slices and is refused).
   This is recorded: :func:`rtstruct_to_mask` returns the warning in ``meta["warnings"]`` and preprocess carries it
   into ``rois.parquet`` and ``lesion_provenance``. A series or frame of reference that differs is still refused.
-- Several contours on one slice are filled together by OpenCV's ``fillPoly`` (even-odd rule): a contour inside
-  another is a hole, disjoint contours are separate parts.
 
 Slices are taken in :func:`radae.io.dicom.sorted_slices` order (ascending along the slice normal,
 as SimpleITK reads them), and each slice is checked to sit at the matching z index of ``reference``.
