@@ -4,8 +4,8 @@ A folder may hold several series (and non-image objects such as RTSTRUCT or SEG,
 here). Headers are read with pydicom, the chosen series is checked (one orientation, no duplicate or
 missing slices, uniform slice spacing, no gantry tilt), then the voxels are read with SimpleITK's
 ``ImageSeriesReader`` in the order checked here. Slices are sorted by their position along the slice
-normal (cross product of the row and column cosines), ascending: the same rule SimpleITK/GDCM and
-rt-utils use, so voxel ``z`` index ``k`` is the ``k``-th slice of :func:`sorted_slices`.
+normal (cross product of the row and column cosines), ascending: the same rule SimpleITK/GDCM
+use, so voxel ``z`` index ``k`` is the ``k``-th slice of :func:`sorted_slices`.
 
 Only non-identifying header fields are read or reach ``Volume.meta``: series/frame-of-reference UIDs, modality,
 slice count, pixel units. Free-text tags (series/study descriptions, names, comments, private tags) are never
