@@ -12,7 +12,7 @@ from pathlib import Path
 #: ``radae info`` and each run's environment.json; optional ones (umap-learn) are listed when present
 PACKAGES = ("radae", "torch", "monai", "SimpleITK", "pyradiomics", "PyWavelets", "numpy", "scipy", "pandas", "pyarrow",
             "scikit-learn", "scikit-survival", "lifelines", "joblib", "pydantic", "PyYAML", "pydicom", "highdicom",
-            "rt-utils", "opencv-python", "opencv-python-headless", "nibabel", "dask", "distributed", "matplotlib",
+            "opencv-python", "opencv-python-headless", "nibabel", "dask", "distributed", "matplotlib",
             "umap-learn")
 #: listed only when installed (not dependencies of radae)
 OPTIONAL = ("umap-learn", "opencv-python", "opencv-python-headless", "nibabel")
