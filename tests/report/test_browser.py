@@ -109,6 +109,7 @@ def _check_page(driver, report_dir: Path) -> dict:
     return {"images": images, "keys": page_keys}
 
 
+@pytest.mark.slow  # over 10 s: a subprocess run or a whole tiny pipeline
 def test_full_report_in_chromium(browser, tiny_run):
     seen = _check_page(browser, tiny_run / "report")
     assert len(seen["images"]) >= 2  # at least the data section's spacing and volume plots

@@ -71,6 +71,7 @@ def test_page_states_exactly_the_summary_numbers(tiny_run):
     assert not re.search(r"""(src|href)=["'](https?:|//)""", html), "report must not load anything from the network"
 
 
+@pytest.mark.slow  # over 10 s: a subprocess run or a whole tiny pipeline
 def test_rebuild_is_byte_identical_and_needs_only_the_run_folder(tiny_run, tmp_path, capsys):
     copy = tmp_path / "copied_run"
     shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("report", "cache"))

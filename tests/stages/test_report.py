@@ -1,11 +1,14 @@
 """The report stage inside `radae run`: rebuilt when anything upstream changes, skipped otherwise."""
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from radae.runner import run_pipeline
 
 
+@pytest.mark.slow  # over 10 s: a subprocess run or a whole tiny pipeline
 def test_report_stage_follows_upstream_changes(tiny_config, tmp_path):
     def run(*extra):
         cfg = tiny_config(tmp_path / "runs", "stages=[ingest, preprocess, report]", *extra)

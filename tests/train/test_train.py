@@ -114,6 +114,7 @@ def test_stream_loader_with_worker_equals_resident(tmp_path):
     assert _same_weights(runs["resident"], runs["stream"])
 
 
+@pytest.mark.slow  # over 10 s: a subprocess run or a whole tiny pipeline
 def test_kill_minus_9_and_resume_gives_the_same_weights(tmp_path):
     pre = {"steps": 40, "checkpoint_every": 4, "eval_every": 10, "model": {"dropout": 0.1}}
     # uninterrupted reference
