@@ -105,6 +105,8 @@ class BenchmarkConfig(_Model):
         "volume",
         "voxel_pca",
     )
+    # the sets also evaluated with the clinical covariates added (clinical+<set>); None = every set but clinical/voxel_pca
+    clinical_with: tuple[str, ...] | None = None
     models: tuple[Literal["logistic_l1", "logistic_l2", "logistic_enet", "random_forest", "svm"], ...] = ("logistic_l2",)
     survival_models: tuple[Literal["cox_enet", "rsf"], ...] = ("cox_enet",)
     selection: Literal["none", "l1", "univariate", "mrmr"] = "univariate"
@@ -150,6 +152,12 @@ class BenchmarkConfig(_Model):
             raise ValueError("feature set 'clinical' needs benchmark.clinical (manifest column names)")
         if not self.feature_sets:
             raise ValueError("benchmark.feature_sets is empty")
+        for name in self.clinical_with or ():
+            if name not in self.feature_sets or name in ("clinical", "voxel_pca"):
+                raise ValueError(f"benchmark.clinical_with names {name!r}, which is not one of benchmark.feature_sets (clinical and "
+                                 "voxel_pca excluded)")
+        if self.clinical_with and "clinical" not in self.feature_sets:
+            raise ValueError("benchmark.clinical_with needs the feature set 'clinical' in benchmark.feature_sets")
         if self.primary[0] == self.primary[1]:
             raise ValueError(f"benchmark.primary compares a set with itself ({self.primary[0]!r}); name two feature sets")
         return self

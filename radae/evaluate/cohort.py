@@ -279,7 +279,7 @@ def _build_sets(frames: dict[str, pd.DataFrame], bcfg: BenchmarkConfig) -> dict[
     for name in bcfg.feature_sets:
         sets[name] = make(name, parts[name], "voxel_pca" if name == "voxel_pca" else "standard")
     if "clinical" in bcfg.feature_sets:
-        for name in bcfg.feature_sets:
+        for name in bcfg.feature_sets if bcfg.clinical_with is None else bcfg.clinical_with:
             if name not in ("clinical", "voxel_pca"):
                 sets[f"clinical+{name}"] = make(f"clinical+{name}", ["clinical"] + parts[name])
     for fs in sets.values():

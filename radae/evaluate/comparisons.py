@@ -55,12 +55,13 @@ def _paired(fa: dict, fb: dict, main: str, method: str, folds: int) -> tuple[inf
 
 def compare(task: str, results: Mapping[tuple[str, str, bool], list], main: str, method: str, folds: int,
             primary: tuple[str, str], adjust: str, oof: Callable[[list], np.ndarray], pooled_stat: Callable[..., float],
-            pooled_arrays: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple], groups: np.ndarray, n_boot: int,
+            pooled_arrays: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[tuple, np.ndarray]], n_boot: int,
             rng: np.random.Generator) -> pd.DataFrame:
     """Every pair of sets per model, one row each (``COLUMNS``), primary pairs oriented as declared.
 
     ``oof(results)``: each row's mean out-of-fold score; ``pooled_arrays(score_a, score_b, rows)`` the arrays of
-    ``pooled_stat`` (the difference of the pooled metric) on ``rows`` for the bootstrap fallback.
+    ``pooled_stat`` (the difference of the pooled metric) on ``rows`` and the patient of each array entry, for the
+    bootstrap fallback (one entry per patient when the patient is the unit).
     """
     names = list(dict.fromkeys(k[0] for k in results if not k[2]))
     models = list(dict.fromkeys(k[1] for k in results if not k[2]))
@@ -84,7 +85,8 @@ def compare(task: str, results: Mapping[tuple[str, str, bool], list], main: str,
             if t.degenerate:  # identical differences in every fold: no t statistic; bootstrap the pooled predictions
                 sa, sb = oof(ra), oof(rb)
                 ok = np.isfinite(sa) & np.isfinite(sb)
-                bd = inference.bootstrap_difference(pooled_stat, pooled_arrays(sa, sb, ok), groups[ok], n_boot, rng)
+                arrays, units = pooled_arrays(sa, sb, ok)
+                bd = inference.bootstrap_difference(pooled_stat, arrays, units, n_boot, rng)
                 row.update(test="patient_bootstrap", diff=bd.estimate, ci_low=bd.ci_low, ci_high=bd.ci_high, stat=np.nan,
                            p_raw=bd.p_value)  # diff: the pooled out-of-fold difference the interval is about
             rows.append(row)

@@ -5,6 +5,10 @@ is fitted on the outer training rows only: hyperparameters are chosen by an inne
 on those rows, and the refit model predicts the outer test rows once. :func:`cross_validate` runs every
 split; :func:`fold_table` and :func:`prediction_table` turn the results into the benchmark's long tables.
 
+The statistical unit is the patient (:mod:`radae.evaluate.units`): with several lesion rows per patient, a fold's
+metrics are computed on one prediction per patient (the mean of its lesions'), and survival models are fitted on one
+row per patient (the mean of its lesions' features). ``n_train``/``n_test`` count those units.
+
 Survival outcomes are scikit-survival structured arrays (:func:`radae.evaluate.survival.survival_y`); their
 evaluation settings (td-AUC horizons, IBS window) are a :class:`radae.evaluate.survival_window.SurvivalEval`.
 """
@@ -14,7 +18,7 @@ import json
 import logging
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -31,6 +35,7 @@ from radae.evaluate.probability_metrics import balanced_accuracy, brier_score, c
 from radae.evaluate.survival import concordance_scorer, is_survival_y
 from radae.evaluate.survival_metrics import cumulative_dynamic_auc, harrell_c, integrated_brier_score, uno_c
 from radae.evaluate.survival_window import SurvivalEval
+from radae.evaluate.units import Units, patient_values, units_for
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ class FoldResult:
     risk_group: np.ndarray  # "high"/"low" split at the training-fold median risk (survival); "" otherwise
     best_params: dict
     n_features: int  # input columns
-    n_train: int
+    n_train: int  # statistical units (patients when a patient has several rows and one outcome, else rows)
     n_test: int
 
 
@@ -90,6 +95,7 @@ class FoldJob:
     y_train: object  # labels, or a scikit-survival structured array
     y_test: object
     groups_train: np.ndarray
+    groups_test: np.ndarray
     test_index: np.ndarray  # row indices of the test rows in the full table
     split: FoldSplit
     spec: PipelineSpec
@@ -118,14 +124,32 @@ def fit_fold(
     Xtr, Xte = X[np.ix_(tr, cols)], X[np.ix_(te, cols)]
     ytr, yte = y[tr], y[te]
     fold_seed = derived_seed(seed, split.repeat, split.fold)
-    job = FoldJob(Xtr, Xte, ytr, yte, groups[tr], te, split, spec, forced[cols], fold_seed, survival_eval,
+    job = FoldJob(Xtr, Xte, ytr, yte, groups[tr], groups[te], te, split, spec, forced[cols], fold_seed, survival_eval,
                   int(cols.sum()) - int(spec.harmonise))
     with tempfile.TemporaryDirectory(prefix="radae-cv-") as cache:
         return _fit_and_score(job, cache)
 
 
+def per_patient_rows(job: FoldJob) -> tuple[FoldJob, Units | None]:
+    """A survival fold on one row per patient (mean of its lesions' features) and the test rows' patient map.
+
+    Unchanged (and None) for classification, or when every patient has one row or its rows disagree on the outcome.
+    """
+    if job.spec.task != "survival":
+        return job, None
+    u_tr, u_te = units_for(job.y_train, job.groups_train), units_for(job.y_test, job.groups_test)
+    if u_tr is None and u_te is None:
+        return job, None
+    if u_tr is not None:
+        job = replace(job, X_train=u_tr.mean(job.X_train), y_train=u_tr.take(job.y_train), groups_train=u_tr.patients)
+    if u_te is not None:
+        job = replace(job, X_test=u_te.mean(job.X_test), y_test=u_te.take(job.y_test), groups_test=u_te.patients)
+    return job, u_te
+
+
 def _fit_and_score(job: FoldJob, cache: str) -> FoldResult:
     """The body of :func:`fit_fold` on the fold's own arrays; ``cache`` is a scratch folder for the pipeline."""
+    job, spread = per_patient_rows(job)
     spec, split = job.spec, job.split
     pipe, grid = build_pipeline(spec, job.forced, job.seed)
     n_combos = int(np.prod([len(v) for v in grid.values()])) if grid else 1
@@ -154,6 +178,8 @@ def _fit_and_score(job: FoldJob, cache: str) -> FoldResult:
             metrics, score, score_std, group = _score_classification(fitted, job)
         else:
             metrics, score, score_std, group = _score_survival(fitted, job)
+            if spread is not None:  # one risk per patient, on each of its rows
+                score, score_std, group = spread.spread(score), spread.spread(score_std), spread.spread(group)
     return FoldResult(
         repeat=split.repeat,
         fold=split.fold,
@@ -164,15 +190,25 @@ def _fit_and_score(job: FoldJob, cache: str) -> FoldResult:
         risk_group=group,
         best_params={k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in best.items()},
         n_features=job.n_features,
-        n_train=len(job.X_train),
-        n_test=len(job.test_index),
+        n_train=_n_units(job.y_train, job.groups_train),
+        n_test=_n_units(job.y_test, job.groups_test),
     )
 
 
+def _n_units(y, groups: np.ndarray) -> int:
+    u = units_for(y, groups)
+    return len(groups) if u is None else u.n
+
+
 def _score_classification(fitted, job: FoldJob) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """(metrics, P(y=1), training-standardised logit, empty risk groups) of the test rows."""
+    """(metrics, P(y=1), training-standardised logit, empty risk groups) of the test rows.
+
+    Metrics count patients when a patient's rows share one label (its probability: the mean of its rows'); the
+    balanced-accuracy threshold is the training patients' prevalence."""
     p_te = fitted.predict_proba(job.X_test)[:, 1]
-    metrics = classification_metrics(job.y_test, p_te, threshold=float(np.mean(job.y_train)))
+    y_tr, _ = patient_values(units_for(job.y_train, job.groups_train), job.y_train, np.zeros(len(job.y_train)))
+    y_te, p_unit = patient_values(units_for(job.y_test, job.groups_test), job.y_test, p_te)
+    metrics = classification_metrics(y_te, p_unit, threshold=float(np.mean(y_tr)))
     lt = logit(fitted.predict_proba(job.X_train)[:, 1])
     sd = float(np.std(lt))
     score, group = p_te, np.full(len(job.test_index), "", dtype=object)

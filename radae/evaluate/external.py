@@ -29,7 +29,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 import radae
-from radae.evaluate.locked_model import load_model, save_model, score, versions
+from radae.evaluate.locked_model import load_model, save_model, score_rows, versions
 from radae.util.errors import BenchmarkError
 from radae.evaluate import stats
 from radae.evaluate.bootstrap import bootstrap_ci
@@ -40,6 +40,7 @@ from radae.evaluate.models import PipelineSpec, build_pipeline
 from radae.evaluate.probability_metrics import brier_score, calibration_slope_intercept
 from radae.evaluate.survival import concordance_scorer, is_survival_y
 from radae.evaluate.survival_metrics import harrell_c, uno_c
+from radae.evaluate.units import patient_values, units_for
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ def calibration_curve(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> pd.Dat
 
 
 def classification_external(y: np.ndarray, prob: np.ndarray, groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
+    """Validation-cohort metrics of P(y=1); ``y``/``prob``/``groups`` one entry per unit (see :func:`unit_arrays`)."""
     auc, lo, hi = stats.delong_ci(y, prob)
     b = bootstrap_ci(stats.auc_score, (y, prob), groups, n_boot, rng)
     slope, intercept = calibration_slope_intercept(y, prob)
@@ -172,11 +174,19 @@ def classification_external(y: np.ndarray, prob: np.ndarray, groups: np.ndarray,
 
 
 def survival_external(y, risk: np.ndarray, y_train, groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
+    """Validation-cohort Harrell C (patient bootstrap) and Uno C (censoring of the development cohort ``y_train``)."""
     b = bootstrap_ci(harrell_c, (y["time"], y["event"], risk), groups, n_boot, rng)
     uno = uno_c(y["time"], y["event"], risk, y_train["time"], y_train["event"])
     return {"harrell_c": {"estimate": b.estimate, "ci_low": b.ci_low, "ci_high": b.ci_high, "n_boot": b.n_valid,
                           "ci_method": "patient_bootstrap_percentile"},
             "uno_c": {"estimate": float(uno)}, "n": int(len(risk)), "n_events": int(np.sum(y["event"]))}
+
+
+def unit_arrays(y, score: np.ndarray, groups: np.ndarray):
+    """(outcome, score, groups) with one entry per patient when a patient has several rows and one outcome."""
+    u = units_for(y, groups)
+    yy, ss = patient_values(u, y, score)
+    return yy, ss, (groups if u is None else u.patients)
 
 
 @dataclass
@@ -207,10 +217,16 @@ def validate_locked(run: LockedRun, set_name: str, columns: list[str], forced: n
                                  "correct it -> every validation site must also be in the development cohort")
         Xd, fz, _ = with_batch(Xd, forced, batch[0])
         Xv, _, _ = with_batch(Xv, forced, batch[1])
-    pipe, params = fit_locked(Xd, run.y_dev, run.groups_dev, spec, fz, seed)
+    u_dev = units_for(run.y_dev, run.groups_dev)
+    y_units = run.y_dev if u_dev is None else u_dev.take(run.y_dev)
+    if run.task == "survival" and u_dev is not None:  # as in the CV folds: one row per patient, its lesions' mean
+        Xd, y_fit, g_fit = u_dev.mean(Xd), y_units, u_dev.patients
+    else:
+        y_fit, g_fit = run.y_dev, run.groups_dev
+    pipe, params = fit_locked(Xd, y_fit, g_fit, spec, fz, seed)
     names, coefs = model_terms(pipe, columns, batch is not None)
     n_pred = len(names) if names is not None else int(getattr(pipe[-1], "n_features_in_", len(columns)))
-    events = events_of(run.y_dev)
+    events = events_of(y_units)
     card = {
         "card_version": CARD_VERSION, "task": run.task, "feature_set": set_name, "model": model,
         "input_columns": list(columns), "forced_columns": [c for c, f in zip(columns, forced) if f],
@@ -222,18 +238,20 @@ def validate_locked(run: LockedRun, set_name: str, columns: list[str], forced: n
         "training_cohort_sha256": cohort_hash(run.case_dev, run.y_dev), "versions": versions(),
         "harmonise": None if batch is None else {"batch": card_extra["batch_column"], "labels": batch[2]},
         "seed": seed, **{k: v for k, v in card_extra.items() if k != "batch_column"},
+        "rows": "patient_mean" if run.task == "survival" and u_dev is not None else "row",
     }
     stem = f"{run.task}__{set_name}__{model}".replace("+", "_plus_")
     save_model(models_dir / f"{stem}.joblib", pipe, card)
     # B is scored by the model as read back from disk: what `radae predict` gives is what the stage reports
-    s = score(load_model(models_dir / f"{stem}.joblib")["pipeline"], Xv, run.task)
+    s = score_rows(load_model(models_dir / f"{stem}.joblib")["pipeline"], Xv, card, run.groups_val)
     tables: dict = {}
+    yv, sv, gv = unit_arrays(run.y_val, s, run.groups_val)  # metrics count patients
     if run.task == "classification":
-        entry = classification_external(run.y_val, s, run.groups_val, bcfg.bootstrap, rng)
-        tables["calibration"] = calibration_curve(np.asarray(run.y_val, float), s)
-        tables["decision"] = net_benefit_table(np.asarray(run.y_val, int), s)
+        entry = classification_external(yv, sv, gv, bcfg.bootstrap, rng)
+        tables["calibration"] = calibration_curve(np.asarray(yv, float), sv)
+        tables["decision"] = net_benefit_table(np.asarray(yv, int), sv)
     else:
-        entry = survival_external(run.y_val, s, run.y_dev, run.groups_val, bcfg.bootstrap, rng)
+        entry = survival_external(yv, sv, y_units, gv, bcfg.bootstrap, rng)
     entry.update(model_file=f"models/{stem}.joblib", events_per_predictor=card["events_per_predictor"],
                  candidate_predictors=n_pred, events=events, training_cohort_sha256=card["training_cohort_sha256"])
     pred = pd.DataFrame({"task": run.task, "feature_set": set_name, "model": model, "case_id": run.case_val,

@@ -17,6 +17,7 @@ import radae
 from radae.runfolder import is_latent_column
 from radae.util.errors import BenchmarkError
 from radae.evaluate.harmonise import with_batch
+from radae.evaluate.units import Units
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,15 @@ NON_FEATURE = ("n_lesions", "case_ids")  # bookkeeping columns of extract/*_pati
 def score(pipe, X: np.ndarray, task: str) -> np.ndarray:
     """P(y=1) or the risk score."""
     return pipe.predict_proba(X)[:, 1] if task == "classification" else pipe.predict(X)
+
+
+def score_rows(pipe, X: np.ndarray, card: dict, patients) -> np.ndarray:
+    """Per row, the model's score; a model fitted on patient means (card ``rows: patient_mean``, the survival models
+    of a multi-lesion cohort) scores each patient's mean feature row and gives it to every row of the patient."""
+    if card.get("rows") != "patient_mean" or patients is None:
+        return score(pipe, X, card["task"])
+    u = Units.of(patients)
+    return u.spread(score(pipe, u.mean(X), card["task"]))
 
 
 def versions() -> dict:
@@ -108,9 +118,12 @@ def predict_table(bundle: dict, table: pd.DataFrame, provenance: dict | None = N
     if batch:
         code = {v: i for i, v in enumerate(card["harmonise"]["labels"])}
         X, _, _ = with_batch(X, np.zeros(X.shape[1], bool), table[batch].astype(str).map(code).to_numpy(dtype=float))
+    if card.get("rows") == "patient_mean" and "patient_id" not in table:
+        raise BenchmarkError(f"file {where}: the model scores patients (mean of their lesions' features) but the table has no patient_id column")
+    patients = table["patient_id"].astype(str).to_numpy() if "patient_id" in table else None
     out = pd.DataFrame({"case_id": table["case_id"].astype(str).to_numpy() if "case_id" in table else "",
-                        "patient_id": table["patient_id"].astype(str).to_numpy() if "patient_id" in table else "",
-                        "score": score(pipe, X, card["task"])})
+                        "patient_id": patients if patients is not None else "",
+                        "score": score_rows(pipe, X, card, patients)})
     return out
 
 

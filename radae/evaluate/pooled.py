@@ -11,22 +11,28 @@ import numpy as np
 import pandas as pd
 
 from radae.evaluate.probability_metrics import balanced_accuracy
+from radae.evaluate.units import patient_values, units_for
 
 
-def balanced_accuracy_training_prevalence(y: np.ndarray, fold_results: list) -> float:
+def balanced_accuracy_training_prevalence(y: np.ndarray, fold_results: list, groups: np.ndarray | None = None) -> float:
     """Balanced accuracy of pooled test predictions, fold k thresholded at fold k's training prevalence.
 
-    Folds of one repeat partition the rows, so a fold's training prevalence is (sum y - sum y_test) / (n - n_test).
+    Folds of one repeat partition the rows, so a fold's training rows are the rows outside its test rows. With
+    ``groups`` and a patient-level label the unit is the patient: prevalence over training patients, and one mean
+    probability per test patient (:mod:`radae.evaluate.units`).
     """
     y = np.asarray(y)
-    n, total = len(y), float(np.sum(y))
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     yy, above = [], []
     for r in fold_results:
         te = r.test_index
-        n_tr = n - len(te)
-        thr = (total - float(np.sum(y[te]))) / n_tr if n_tr > 0 else 0.5
-        yy.append(y[te])
-        above.append(np.asarray(r.score, dtype=float) >= thr)
+        train = np.ones(len(y), dtype=bool)
+        train[te] = False
+        y_tr, _ = patient_values(units_for(y[train], groups[train]), y[train], np.zeros(int(train.sum())))
+        thr = float(np.mean(y_tr)) if len(y_tr) else 0.5
+        y_te, p_te = patient_values(units_for(y[te], groups[te]), y[te], r.score)
+        yy.append(y_te)
+        above.append(p_te >= thr)
     return balanced_accuracy(np.concatenate(yy), np.concatenate(above).astype(float), 0.5)
 
 

@@ -26,6 +26,7 @@ from radae.runfolder import OnFailure
 from radae.evaluate.outcomes import classification_outcome, survival_outcome
 from radae.evaluate.robustness_run import task_filters
 from radae.evaluate.survival import km_curves
+from radae.evaluate.units import patient_values, units_for
 from radae.util.progress import StepLog
 
 logger = logging.getLogger(__name__)
@@ -185,32 +186,34 @@ def _pooled_rows(task: str, results: list[cv.FoldResult], y, keys: dict, out: Ta
                  groups: np.ndarray | None = None) -> pd.DataFrame:
     """Metrics of the pooled out-of-fold predictions of each repeat (fold = -1); KM curves of repeat 0.
 
-    Balanced accuracy thresholds each fold's probabilities at that fold's *training* prevalence. KM curves and
-    the log-rank test count patients (a patient's lesions: one time, one group by majority of its lesions).
+    Balanced accuracy thresholds each fold's probabilities at that fold's *training* prevalence. Every metric counts
+    patients when a patient's rows share one outcome (:mod:`radae.evaluate.units`: one mean prediction per patient);
+    KM curves and the log-rank test count patients (one time, one group by majority of its lesions).
     """
     rows = []
     for rep in sorted({r.repeat for r in results}):
         rr = [r for r in results if r.repeat == rep]
         idx = np.concatenate([r.test_index for r in rr])
+        g = None if groups is None else np.asarray(groups)[idx]
+        units = units_for(y[idx], g)
         n_train = int(np.mean([r.n_train for r in rr]))
         if task == "classification":
-            prob = np.concatenate([r.score for r in rr])
-            metrics = cv.classification_metrics(y[idx], prob, float(np.mean(y)))  # calibration needs the probabilities
-            metrics["balanced_accuracy"] = pooled.balanced_accuracy_training_prevalence(y, rr)
-            metrics["auc"] = stats.auc_score(y[idx], np.concatenate([r.score_std for r in rr]))
+            yu, prob = patient_values(units, y[idx], np.concatenate([r.score for r in rr]))
+            metrics = cv.classification_metrics(yu, prob, float(np.mean(y)))  # calibration needs the probabilities
+            metrics["balanced_accuracy"] = pooled.balanced_accuracy_training_prevalence(y, rr, groups)
+            metrics["auc"] = stats.auc_score(yu, patient_values(units, y[idx], np.concatenate([r.score_std for r in rr]))[1])
         else:
-            score = np.concatenate([r.score_std for r in rr])
+            yu, score = patient_values(units, y[idx], np.concatenate([r.score_std for r in rr]))
             group = np.concatenate([r.risk_group for r in rr]).astype(str)
-            curves, p = km_curves(*pooled.patient_level(y["time"][idx], y["event"][idx], group,
-                                                              None if groups is None else np.asarray(groups)[idx]))
-            metrics = {"harrell_c": survival_metrics.harrell_c(y["time"][idx], y["event"][idx], score), "logrank_p": p}
+            curves, p = km_curves(*pooled.patient_level(y["time"][idx], y["event"][idx], group, g))
+            metrics = {"harrell_c": survival_metrics.harrell_c(yu["time"], yu["event"], score), "logrank_p": p}
             if out is not None and rep == 0:
                 out.logrank[(keys["feature_set"], keys["model"])] = p
                 if len(curves):
                     out.km.append(curves.assign(feature_set=keys["feature_set"], model=keys["model"]))
         for m, v in metrics.items():
             rows.append({**keys, "repeat": rep, "fold": -1, "metric": m, "value": float(v), "n_train": n_train,
-                         "n_test": int(len(idx)), "n_features": int(np.mean([r.n_features for r in rr])), "best_params": ""})
+                         "n_test": int(len(idx) if units is None else units.n), "n_features": int(np.mean([r.n_features for r in rr])), "best_params": ""})
     return pd.DataFrame(rows)
 
 
@@ -237,14 +240,17 @@ def summarise_task(run: TaskRun, y, groups: np.ndarray, bcfg: BenchmarkConfig, s
         entry = {m: _metric_summary(res, m, method, folds) for m in metrics}
         oof = cv.mean_oof_scores(res, n, standardised=True)
         ok = np.isfinite(oof)
+        units = units_for(y[ok], groups[ok])
+        yu, su = patient_values(units, y[ok], oof[ok])  # one pooled score per patient when the patient is the unit
+        gu = groups[ok] if units is None else units.patients
         if run.task == "classification":
             stat = stats.auc_score
-            arrays = (y[ok], oof[ok])
+            arrays = (yu, su)
         else:
             def stat(t, e, s):
                 return survival_metrics.harrell_c(t, e, s)
-            arrays = (y["time"][ok], y["event"][ok], oof[ok])
-        b = bootstrap.bootstrap_ci(stat, arrays, groups[ok], bcfg.bootstrap, rng)
+            arrays = (yu["time"], yu["event"], su)
+        b = bootstrap.bootstrap_ci(stat, arrays, gu, bcfg.bootstrap, rng)
         entry[f"{main}_pooled"] = {"estimate": b.estimate, "ci_low": b.ci_low, "ci_high": b.ci_high, "n_boot": b.n_valid,
                                    "ci_method": "patient_bootstrap_percentile",
                                    "scores": "mean over repeats of the out-of-fold linear predictor standardised by its training fold"}
@@ -278,19 +284,24 @@ def compare_sets(run: TaskRun, y, n_rows: int, bcfg: BenchmarkConfig, groups: np
             return stats.auc_score(yy, sa) - stats.auc_score(yy, sb)
 
         def pooled_arrays(sa, sb, ok):
-            return y[ok], sa[ok], sb[ok]
+            units = units_for(y[ok], groups[ok])
+            yu, pa = patient_values(units, y[ok], sa[ok])
+            return (yu, pa, patient_values(units, y[ok], sb[ok])[1]), (groups[ok] if units is None else units.patients)
     else:
         def stat(t, e, sa, sb):
             return survival_metrics.harrell_c(t, e, sa) - survival_metrics.harrell_c(t, e, sb)
 
         def pooled_arrays(sa, sb, ok):
-            return y["time"][ok], y["event"][ok], sa[ok], sb[ok]
+            units = units_for(y[ok], groups[ok])
+            yu, pa = patient_values(units, y[ok], sa[ok])
+            arrays = (yu["time"], yu["event"], pa, patient_values(units, y[ok], sb[ok])[1])
+            return arrays, (groups[ok] if units is None else units.patients)
 
     def oof(res):
         return cv.mean_oof_scores(res, n_rows, standardised=True)
 
     df = comparisons.compare(run.task, run.results, main, method, bcfg.cv.folds, bcfg.primary, bcfg.adjust, oof, stat,
-                             pooled_arrays, groups, bcfg.bootstrap, rng)
+                             pooled_arrays, bcfg.bootstrap, rng)
     return df
 
 

@@ -66,6 +66,10 @@ def test_unknown_keys_and_wrong_types(tmp_path, text, key, expected):
         ("pretrain: {steps: -3}", "pretrain.steps", "greater than or equal to 1"),
         ("benchmark: {survival: {time: t, event: e, horizons: [0]}}", "benchmark.survival.horizons", "must be > 0"),
         ("benchmark: {cv: {folds: 1}}", "benchmark.cv.folds", "greater than or equal to 2"),
+        ("benchmark: {clinical: [age], feature_sets: [learned, clinical], clinical_with: [handcrafted]}", "benchmark",
+         "benchmark.clinical_with names 'handcrafted', which is not one of benchmark.feature_sets"),
+        ("benchmark: {feature_sets: [learned, handcrafted], clinical_with: [learned]}", "benchmark",
+         "benchmark.clinical_with needs the feature set 'clinical'"),
     ],
 )
 def test_impossible_values(tmp_path, section, key, expected):

@@ -54,3 +54,19 @@ def test_volume_and_clinical_encoding():
     np.testing.assert_allclose(f["clinical_flag"], [1, 0, 1])
     with pytest.raises(BenchmarkError, match="not in ingest/cases.parquet"):
         clinical_features(cases, ["Weight"])
+
+
+def test_clinical_with_limits_the_clinical_combinations():
+    import pandas as pd
+
+    from radae.config import BenchmarkConfig
+    from radae.evaluate.cohort import _build_sets
+
+    frames = {n: pd.DataFrame({f"{n}_a": [1.0, 2.0, 3.0]}) for n in ("learned", "handcrafted", "volume", "clinical")}
+    every = BenchmarkConfig(clinical=("age",), feature_sets=("learned", "handcrafted", "volume", "clinical"))
+    assert sorted(_build_sets(frames, every)) == ["clinical", "clinical+handcrafted", "clinical+learned", "clinical+volume",
+                                                   "handcrafted", "learned", "volume"]
+    some = every.model_copy(update={"clinical_with": ("learned",)})
+    sets = _build_sets(frames, some)
+    assert sorted(sets) == ["clinical", "clinical+learned", "handcrafted", "learned", "volume"]
+    assert sets["clinical+learned"].columns == ["clinical_a", "learned_a"] and list(sets["clinical+learned"].forced) == [True, False]

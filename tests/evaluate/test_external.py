@@ -16,8 +16,9 @@ from radae.stages.benchmark import run_benchmark
 FAIL = lambda c, m, f: None  # noqa: E731
 
 
-def _external_run(run_dir: Path, seed: int = 0, n: int = 90, b_is_eval: bool = True, pretrain: dict | None = None):
-    cases = make_run(run_dir, n_patients=n, multi_fraction=0.0, seed=seed, signal=3.0)
+def _external_run(run_dir: Path, seed: int = 0, n: int = 90, b_is_eval: bool = True, pretrain: dict | None = None,
+                  multi_fraction: float = 0.0):
+    cases = make_run(run_dir, n_patients=n, multi_fraction=multi_fraction, seed=seed, signal=3.0)
     pid = cases["patient_id"].str[1:].astype(int)
     cases["cohort"] = np.where(pid % 2 == 0, "A", "B")
     cases["is_evaluation"] = (cases["cohort"] == "B") & b_is_eval
@@ -90,6 +91,32 @@ def test_predict_round_trips_the_stage_predictions(ext_run, tmp_path):
     # rows in another order: equal up to BLAS summation order (1 ulp)
     shuffled = locked_model.predict_table(locked_model.load_model(model), fresh.sample(frac=1.0, random_state=1)).set_index("case_id")
     assert np.allclose(shuffled.loc[stage["case_id"], "score"].to_numpy(), stage["score"].to_numpy(), rtol=0, atol=1e-12)
+
+
+
+@pytest.mark.slow
+def test_survival_models_score_patients_and_round_trip(tmp_path):
+    """With several lesions per patient the locked Cox model is fitted on one row per patient; predict scores each
+    patient's mean row and gives it to every lesion, as the stage did."""
+    run_dir = tmp_path / "run"
+    cases = _external_run(run_dir, n=60, multi_fraction=0.5)
+    assert cases["patient_id"].duplicated().any()
+    (run_dir / "benchmark").mkdir()
+    run_benchmark(run_dir, _cfg(run_dir, feature_sets=["learned"]), 0, FAIL, run_dir / "benchmark")
+    ext_dir = run_dir / "benchmark" / "external"
+    stage = pd.read_parquet(ext_dir / "predictions.parquet")
+    stage = stage[(stage["task"] == "survival") & (stage["feature_set"] == "learned")]
+    bundle = locked_model.load_model(run_dir / "benchmark" / "models" / "survival__learned__cox_enet.joblib")
+    fresh = pd.read_parquet(ext_dir / "features__learned.parquet")
+    assert fresh["patient_id"].duplicated().any() and bundle["card"]["rows"] == "patient_mean"
+    got = locked_model.predict_table(bundle, fresh)
+    assert got["case_id"].tolist() == stage["case_id"].tolist()
+    assert np.allclose(got["score"].to_numpy(), stage["score"].to_numpy(), rtol=0, atol=1e-12)
+    assert (got.groupby("patient_id")["score"].nunique() == 1).all()  # one risk per patient
+    cols = bundle["card"]["input_columns"]
+    one = fresh.groupby("patient_id", sort=False)[cols].mean()  # the patient's mean row, scored alone
+    direct = locked_model.score(bundle["pipeline"], one.to_numpy(), "survival")
+    assert np.allclose(got.drop_duplicates("patient_id")["score"].to_numpy(), direct, rtol=0, atol=1e-12)
 
 
 @pytest.mark.slow
