@@ -29,7 +29,8 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 import radae
-from radae.evaluate.locked_model import load_model, save_model, score_rows, versions
+from radae.evaluate import survival_utility
+from radae.evaluate.locked_model import load_model, risk_at_rows, save_model, score_rows, versions
 from radae.util.errors import BenchmarkError
 from radae.evaluate import stats
 from radae.evaluate.bootstrap import bootstrap_ci
@@ -243,7 +244,8 @@ def validate_locked(run: LockedRun, set_name: str, columns: list[str], forced: n
     stem = f"{run.task}__{set_name}__{model}".replace("+", "_plus_")
     save_model(models_dir / f"{stem}.joblib", pipe, card)
     # B is scored by the model as read back from disk: what `radae predict` gives is what the stage reports
-    s = score_rows(load_model(models_dir / f"{stem}.joblib")["pipeline"], Xv, card, run.groups_val)
+    locked = load_model(models_dir / f"{stem}.joblib")["pipeline"]
+    s = score_rows(locked, Xv, card, run.groups_val)
     tables: dict = {}
     yv, sv, gv = unit_arrays(run.y_val, s, run.groups_val)  # metrics count patients
     if run.task == "classification":
@@ -252,6 +254,14 @@ def validate_locked(run: LockedRun, set_name: str, columns: list[str], forced: n
         tables["decision"] = net_benefit_table(np.asarray(yv, int), sv)
     else:
         entry = survival_external(yv, sv, y_units, gv, bcfg.bootstrap, rng)
+        t = survival_utility.horizon(y_units, bcfg.survival.horizons if bcfg.survival else ())
+        if np.isfinite(t):  # predicted risk by t against the validation cohort's Kaplan-Meier risk
+            _, risk_t, _ = unit_arrays(run.y_val, risk_at_rows(locked, Xv, card, run.groups_val, t), run.groups_val)
+            tables["calibration"] = survival_utility.calibration_table(yv["time"], yv["event"], risk_t, t).assign(horizon=t)
+            tables["decision"] = survival_utility.net_benefit_table(yv["time"], yv["event"], risk_t, t).assign(horizon=t)
+            entry["horizon"] = t
+            entry["risk_at_horizon"] = {"estimate": float(np.mean(risk_t)),
+                                        "observed": survival_utility.km_risk(yv["time"], yv["event"], t)}
     entry.update(model_file=f"models/{stem}.joblib", events_per_predictor=card["events_per_predictor"],
                  candidate_predictors=n_pred, events=events, training_cohort_sha256=card["training_cohort_sha256"])
     pred = pd.DataFrame({"task": run.task, "feature_set": set_name, "model": model, "case_id": run.case_val,

@@ -40,6 +40,14 @@ def score_rows(pipe, X: np.ndarray, card: dict, patients) -> np.ndarray:
     return u.spread(score(pipe, u.mean(X), card["task"]))
 
 
+def risk_at_rows(pipe, X: np.ndarray, card: dict, patients, t: float) -> np.ndarray:
+    """Per row, a survival model's predicted risk by time t, ``1 - S(t | x)`` (patient means as :func:`score_rows`)."""
+    u = Units.of(patients) if card.get("rows") == "patient_mean" and patients is not None else None
+    Xs = X if u is None else u.mean(X)
+    risk = 1.0 - pipe[-1].predict_survival(pipe[:-1].transform(Xs), np.array([t]))[:, 0]
+    return risk if u is None else u.spread(risk)
+
+
 def versions() -> dict:
     import sklearn
 

@@ -126,10 +126,7 @@ def run_task(
     progress = StepLog(n_fits, f"benchmark {task}:", logger)  # set x model x repeat, controls included
     by_repeat = [(y, [s for s in splits if s.repeat == r]) for r in sorted({s.repeat for s in splits})]
     for name, fs in cohort.sets.items():
-        X, forced = fs.X[mask], fs.forced
-        filt = (column_filters or {}).get(name)
-        if cohort.batch is not None:  # ComBat inside every fold: the batch code rides along as the last column
-            X, forced, filt = harmonise.with_batch(X, forced, cohort.batch[mask], filt)
+        X, forced, filt = _set_inputs(cohort, name, mask, column_filters)
         for i, model in enumerate(models):
             spec = _spec(task, model, fs, bcfg, harmonise=cohort.batch is not None)
             runs = [(False, by_repeat)] + ([(True, controls)] if controls and i == 0 else [])
@@ -147,6 +144,15 @@ def run_task(
                 out.results[(name, model, control)] = all_res
                 out.folds.append(cv.fold_table(all_res, **keys))
     return out
+
+
+def _set_inputs(cohort: Cohort, name: str, mask: np.ndarray, column_filters: Mapping | None):
+    """(X, forced, column filter) of one set on the task rows; with ComBat the batch code rides along as the last column."""
+    fs = cohort.sets[name]
+    X, forced, filt = fs.X[mask], fs.forced, (column_filters or {}).get(name)
+    if cohort.batch is not None:
+        X, forced, filt = harmonise.with_batch(X, forced, cohort.batch[mask], filt)
+    return X, forced, filt
 
 
 def _spec(task: str, model: str, fs: FeatureSet, bcfg: BenchmarkConfig, harmonise: bool = False) -> PipelineSpec:
@@ -167,11 +173,12 @@ def task_inference(run: TaskRun, comps: pd.DataFrame, cohort: Cohort, mask: np.n
     main = "auc" if run.task == "classification" else "harrell_c"
     groups = cohort.rows["patient_id"].to_numpy()[mask]
 
-    def run_cv(name: str, y_perm, k: int) -> float:
-        fs = cohort.sets[name]
+    def run_cv(name: str, y_perm, k: int) -> float:  # the same fold pipeline as the real run, ComBat included
+        X, forced, filt = _set_inputs(cohort, name, mask, filters)
         sp = folds.make_splits(folds.strata_of(y_perm), groups, bcfg.cv.folds, bcfg.cv.repeats, bcfg.cv.seed + PERMUTATION_SPLIT_OFFSET + k)
-        res = cv.cross_validate(fs.X[mask], y_perm, groups, sp, _spec(run.task, model, fs, bcfg), seed=seed, forced=fs.forced,
-                                survival_eval=survival_eval, column_filter=(filters or {}).get(name), n_jobs=bcfg.n_jobs)
+        spec = _spec(run.task, model, cohort.sets[name], bcfg, harmonise=cohort.batch is not None)
+        res = cv.cross_validate(X, y_perm, groups, sp, spec, seed=seed, forced=forced, survival_eval=survival_eval,
+                                column_filter=filt, n_jobs=bcfg.n_jobs)
         return float(np.nanmean([r.metrics.get(main, np.nan) for r in res]))
 
     observed = {n: float(np.nanmean([r.metrics.get(main, np.nan) for r in run.results[(n, model, False)]])) for n in sets}

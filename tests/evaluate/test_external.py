@@ -236,7 +236,9 @@ def test_report_section_states_the_external_numbers(ext_run):
     assert flat["external.n_validate_patients"] == 45
     tables = [b for b in sec.blocks if isinstance(b, Table)]
     assert any("TRIPOD" in "".join(map(str, t.rows)) or t.columns[0] == "item" for t in tables)
-    assert sum(isinstance(b, Figure) for b in sec.blocks) == 2  # calibration and decision curves
+    figs = [b for b in sec.blocks if isinstance(b, Figure)]
+    assert len(figs) == 4  # calibration and decision curves, classification and survival (at the development horizon)
+    assert sum("survival" in str(f.alt) for f in figs) == 2, [f.alt for f in figs]
     epv = [t for t in tables if "events per predictor" in t.columns][0]
     assert all(r[5] for r in epv.rows)  # 8 predictors, < 23 events: every set is flagged
 

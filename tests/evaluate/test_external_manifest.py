@@ -65,7 +65,7 @@ def test_second_manifest_gives_the_same_external_validation(both):
     assert one["external"]["split"] | {"develop": ["development"], "validate": ["validation"]} == two["external"]["split"]
     assert json.dumps(one).replace('"a"', '"development"').replace('"b"', '"validation"') == json.dumps(two)
     m = pd.read_csv(runs / "two" / "benchmark" / "external" / "metrics.csv").set_index(["task", "feature_set", "metric"])
-    assert len(m) == 21 and abs(m.loc[("classification", "learned", "auc"), "estimate"] - 0.8081) < 1e-4  # planted signal, one score per patient
+    assert len(m) == 24 and abs(m.loc[("classification", "learned", "auc"), "estimate"] - 0.8081) < 1e-4  # planted signal, one score per patient
     split = two["external"]["split"]
     assert (split["n_develop_patients"], split["n_validate_patients"]) == (20, 20)
     assert split["encoder"] == ("The encoder was pretrained without any of the 20 validation patients (pretraining excluded "

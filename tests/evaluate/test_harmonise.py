@@ -91,3 +91,32 @@ def test_unseen_batch_left_unchanged_in_identity_mode():
     out = m.transform(A)
     assert np.array_equal(out[site == 1], X[site == 1])
     assert np.allclose(out[site == 0], ComBat().fit(A[site == 0]).transform(A[site == 0]))
+
+
+def test_permutation_test_refits_the_same_combat_pipeline(monkeypatch):
+    """Every nested CV of a harmonised task, the permutation test's included, fits ComBat inside its folds."""
+    from radae.config import BenchmarkConfig
+    from radae.evaluate import tasks
+    from radae.evaluate.cohort import Cohort, FeatureSet
+
+    X, y, site = _sites(n=60, p=4, seed=2)
+    ids = np.array([f"p{i:02d}" for i in range(60)], dtype=object)
+    rows = pd.DataFrame({"case_id": ids, "patient_id": ids, "label": y, "site": np.where(site == 1, "b", "a")})
+    sets = {n: FeatureSet(n, [f"{n}_{j}" for j in range(4)], X + k, np.zeros(4, bool)) for k, n in enumerate(("learned", "handcrafted"))}
+    codes, labels = batch_codes(rows["site"], "site")
+    cohort = Cohort(rows=rows, sets=sets, unit="patient", cohort="all", lesions=rows[["case_id", "patient_id"]].assign(row=np.arange(60)),
+                    batch=codes, batch_labels=labels)
+    bcfg = BenchmarkConfig(classification={"label": "label"}, feature_sets=("learned", "handcrafted"), bootstrap=20, permutations=2,
+                           shuffled_control=False, harmonise={"batch": "site"}, cv={"folds": 3, "repeats": 1, "inner_folds": 2, "seed": 0})
+    seen = []
+    real = cv.cross_validate
+
+    def spy(X_, y_, groups, splits, spec, **kw):
+        seen.append((spec.harmonise, X_.shape[1], np.array_equal(X_[:, -1], codes)))
+        return real(X_, y_, groups, splits, spec, **kw)
+
+    monkeypatch.setattr(cv, "cross_validate", spy)
+    out = tasks.evaluate_classification(cohort, bcfg, 0, {}, lambda c, m, f: None)
+    assert out.block["primary"]["permutation"]["status"] == "done"
+    assert len(seen) == 2 + 2 * 2  # two sets in the real run, then two permutations of each
+    assert all(s == (True, 5, True) for s in seen), seen

@@ -50,6 +50,7 @@ def decision_figure(dec: pd.DataFrame):
     for i, (name, g) in enumerate(dec[dec["strategy"] == "model"].groupby("feature_set", sort=True)):
         ax.plot(g["threshold"], g["net_benefit"], color=plots.colour(i), label=name)
     prev = float(ref.loc[ref["strategy"] == "all", "net_benefit"].iloc[0] + 0.01 / 0.99) if len(ref) else 0.5
+    prev = prev if np.isfinite(prev) else 0.5
     ax.set(xlim=(0, 1), ylim=(-0.05, max(0.05, prev * 1.15)), xlabel="threshold probability", ylabel="net benefit",
            title="Decision curve on the validation cohort")
     ax.legend(fontsize=7)
@@ -89,14 +90,16 @@ def _external_blocks(ctx, ext: dict) -> list:
                          f"⚠: fewer than {EPV_WARN:g} development events per candidate predictor.",
                          numeric=[False, False] + [True] * 7))
         cal = ctx.run.table("benchmark/external/calibration.parquet")
+        cal = None if cal is None else cal[cal["task"] == "classification"]
         if cal is not None and len(cal):
             first = cal["model"].iloc[0]
-            cal = cal[(cal["task"] == "classification") & (cal["model"] == first)]
+            cal = cal[cal["model"] == first]
             legend = {n: f"{n} (slope {_fmt((cls[n][first].get('calibration_slope') or {}).get('estimate'), '.2f')}, "
                          f"intercept {_fmt((cls[n][first].get('calibration_intercept') or {}).get('estimate'), '.2f')})" for n in cls if first in cls[n]}
             out.append(figure_block(calibration_figure(cal, legend), f"Observed vs predicted risk by decile of predicted risk, model {first}.",
                            "calibration curves on the validation cohort"))
         dec = ctx.run.table("benchmark/external/decision_curve.parquet")
+        dec = None if dec is None else dec[dec["task"] == "classification"]
         if dec is not None and len(dec):
             first = dec["model"].iloc[0]
             out.append(figure_block(decision_figure(dec[dec["model"] == first]),
@@ -117,6 +120,27 @@ def _external_blocks(ctx, ext: dict) -> list:
         out.append(Table(["feature set", "model", "Harrell's C [95% patient bootstrap]", "Uno's C", "n", "events / predictor (development)"],
                          rows, "Risk scores of the locked Cox models; Uno's C uses the development cohort's censoring distribution.",
                          numeric=[False, False, True, True, True, True]))
+        out += _survival_curves(ctx)
+    return out
+
+
+def _survival_curves(ctx) -> list:
+    """Calibration and decision curves of the first survival model at the development cohort's horizon."""
+    out: list = []
+    for name, fn, what in (("calibration", calibration_figure, "calibration"), ("decision_curve", decision_figure, "decision curves")):
+        t = ctx.run.table(f"benchmark/external/{name}.parquet")
+        t = None if t is None or "task" not in t else t[t["task"] == "survival"]
+        if t is None or not len(t):
+            continue
+        first = t["model"].iloc[0]
+        t = t[t["model"] == first]
+        h = float(t["horizon"].iloc[0])
+        fig = fn(t, {}) if name == "calibration" else fn(t)
+        text = (f"Predicted risk of an event by t = {h:g} (1 − S(t | x) of the locked {first} model) against the Kaplan-Meier risk "
+                "of each decile of predicted risk, on the validation cohort." if name == "calibration" else
+                f"Net benefit of treating patients whose predicted risk by t = {h:g} exceeds the threshold (Kaplan-Meier risk among "
+                f"them, as the dcurves package), model {first}, against treat-all and treat-none.")
+        out.append(figure_block(fig, text, f"survival {what} on the validation cohort (t = {h:g})"))
     return out
 
 
