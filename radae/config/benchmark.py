@@ -162,9 +162,12 @@ class BenchmarkConfig(_Model):
             raise ValueError(f"benchmark.primary compares a set with itself ({self.primary[0]!r}); name two feature sets")
         return self
 
+    def outcome_roles(self) -> dict[str, str | None]:
+        """The outcome columns by role: ``label`` (classification), ``time`` and ``event`` (survival); None when that task
+        is not configured. The one reading of the outcome columns (the manifest check, the cohort and the report use it)."""
+        cls, surv = self.classification, self.survival
+        return {"label": cls.label if cls else None, "time": surv.time if surv else None, "event": surv.event if surv else None}
+
     def outcome_columns(self) -> list[str]:
         """The manifest columns that are outcomes: the classification label, then survival time and event."""
-        cols = [self.classification.label] if self.classification else []
-        if self.survival:
-            cols += [self.survival.time, self.survival.event]
-        return cols
+        return [c for c in self.outcome_roles().values() if c]

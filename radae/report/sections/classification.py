@@ -22,11 +22,15 @@ from markupsafe import Markup
 from radae.report import plots
 from radae.report.blocks import Heading, Note, Paragraph, Table
 from radae.report.sections.context import Context, fig, plain
-from radae.report.sections.results import CLS_METRICS, comparison_table, control_rows, fold_blocks, result_rows
+from radae.report.sections.results import CLS_METRICS, MainMetric, comparison_table, metric_blocks, result_rows
 
 ROC_POINTS = "benchmark/roc_points.parquet"
 CALIBRATION_BINS = "benchmark/calibration_bins.parquet"
 ROC_BANDS = "benchmark/roc_bands.parquet"
+CLS_MAIN = MainMetric("classification", "auc", "AUC",
+                      "Shuffled-label control: the same pipeline on outcomes permuted between patients. It should be near 0.5; "
+                      "if it is not, something leaks.", "Discrimination by feature set", "AUC",
+                      "AUC with confidence intervals per feature set")
 
 
 def classification_blocks(ctx: Context, cls: dict, comps: pd.DataFrame | None, adjust: str | None) -> list:
@@ -41,16 +45,8 @@ def classification_blocks(ctx: Context, cls: dict, comps: pd.DataFrame | None, a
     rows, forest = result_rows(ctx, "classification", results, CLS_METRICS, "auc")
     cols = ["feature set", "model", *(f"{lab} mean [95% CI]" for _m, lab in CLS_METRICS), "pooled AUC [bootstrap 95% CI]"]
     out.append(Table(cols, rows, "Cross-validated classification metrics (mean over outer folds and repeats)."))
-    crow, cforest = control_rows(ctx, "classification", cls.get("shuffled_control"), "auc")
-    if crow:
-        out.append(Table(["feature set", "model", "AUC mean [95% CI]"], crow,
-                         "Shuffled-label control: the same pipeline on outcomes permuted between patients. It should be near 0.5; "
-                         "if it is not, something leaks."))
-    if forest:
-        out.append(fig(plots.estimate_with_ci(forest + cforest, "AUC (mean over folds, 95% CI)", "Discrimination by feature set"),
-                       f"AUC with corrected-t 95% intervals; dashed line = chance. n = {cls.get('n_rows')} rows, "
-                       f"{cls.get('n_positive')} positive.", "AUC with confidence intervals per feature set"))
-    out += fold_blocks(ctx, "classification", "auc", "AUC")
+    out += metric_blocks(ctx, CLS_MAIN, cls.get("shuffled_control"), forest,
+                         f"n = {cls.get('n_rows')} rows, {cls.get('n_positive')} positive")
     out += comparison_table(ctx, comps, "classification", adjust)
     out += curve_blocks(ctx, cls)
     return out

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from markupsafe import Markup
+from pydantic import ValidationError
 
+from radae.config.benchmark import BenchmarkConfig
 from radae.report import plots
 from radae.report.artifacts import RunFolder
 from radae.report.blocks import Figure, Table
@@ -94,12 +96,21 @@ def table_from_frame(df: pd.DataFrame, caption: str | Markup = "", max_rows: int
                  collapsed=collapsed)
 
 
-# Outcome columns: radae/evaluate/outcomes.py is to hold the one rule (issue 13); until then the report keeps its own.
-def outcome_spec(ctx: Context) -> dict:
-    """Outcome column names from the resolved config (None when not configured)."""
-    cls = ctx.section_cfg("benchmark", "classification") or {}
-    surv = ctx.section_cfg("benchmark", "survival") or {}
-    return {"label": cls.get("label"), "time": surv.get("time"), "event": surv.get("event")}
+CONFIG = "config.resolved.yaml"
+BAD_BENCHMARK = "unreadable as benchmark config"  # the note outcome_spec leaves on CONFIG
+
+
+def outcome_spec(ctx: Context) -> dict[str, str | None]:
+    """Outcome column names by role (label, time, event; None when not configured), read by
+    :meth:`BenchmarkConfig.outcome_roles` from the resolved config's benchmark section. A section that does not validate
+    (a run from another radae version) gives no outcomes and a note on config.resolved.yaml, not a crash."""
+    try:
+        return BenchmarkConfig.model_validate(ctx.section_cfg("benchmark") or {}).outcome_roles()
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        ctx.run.notes[CONFIG] = f"{BAD_BENCHMARK} (benchmark.{where}: {first['msg']})"
+        return {"label": None, "time": None, "event": None}
 
 
 def patient_outcomes(ctx: Context) -> pd.DataFrame | None:

@@ -8,7 +8,7 @@ from radae.report import plots
 from radae.report.blocks import Note, Paragraph, Section
 from radae.report.keys import key_segment
 from radae.report.learned_checks import oracle_blocks
-from radae.report.sections.context import (Context, fig, outcome_spec, patient_outcomes, plain,
+from radae.report.sections.context import (BAD_BENCHMARK, CONFIG, Context, fig, outcome_spec, patient_outcomes, plain,
                                            pretrain_saw_evaluation_images, table_from_frame)
 
 
@@ -48,27 +48,7 @@ def data_section(ctx: Context) -> Section:
                  else "held out of pretraining", n_patients - val)))
     sec.add(*oracle_blocks(ctx))
 
-    # outcomes, at patient level
-    spec = outcome_spec(ctx)
-    pts = patient_outcomes(ctx)
-    if pts is not None and (spec["label"] or spec["time"]):
-        rows = []
-        if spec["label"] and spec["label"] in pts:
-            y = pts[spec["label"]]
-            known = y.notna()
-            rows.append(Markup("{}: {} of {} patients with a known label are positive ({} unlabeled).").format(
-                spec["label"], k.put("data.outcome.positives", int((y[known] == 1).sum()), "int"),
-                k.put("data.outcome.labelled_patients", int(known.sum()), "int"), int((~known).sum())))
-        if spec["time"] and spec["time"] in pts and spec["event"] in pts:
-            t, e = pts[spec["time"]], pts[spec["event"]]
-            known = t.notna() & e.notna()
-            rows.append(Markup("{} / {}: {} events in {} patients with follow-up; median observed time {} (range {}–{}).").format(
-                spec["time"], spec["event"], k.put("data.outcome.events", int((e[known] == 1).sum()), "int"),
-                k.put("data.outcome.survival_patients", int(known.sum()), "int"),
-                plain(t[known].median(), ".4g"), plain(t[known].min(), ".4g"), plain(t[known].max(), ".4g")))
-        sec.add(*(Paragraph(r) for r in rows))
-    elif pts is not None:
-        sec.add(Note("No outcome is configured (benchmark.classification / benchmark.survival), so none is described."))
+    sec.add(*_outcome_blocks(ctx))  # outcomes, at patient level
 
     rois = ctx.run.table("preprocess/rois.parquet")
     if rois is None:
@@ -92,6 +72,34 @@ def data_section(ctx: Context) -> Section:
 
     sec.add(*failures_blocks(ctx))
     return sec
+
+
+def _outcome_blocks(ctx: Context) -> list:
+    """The configured outcomes at patient level: positives of the label, events and follow-up of the survival task."""
+    k = ctx.keys
+    spec = outcome_spec(ctx)
+    pts = patient_outcomes(ctx)
+    if pts is not None and (spec["label"] or spec["time"]):
+        rows = []
+        if spec["label"] and spec["label"] in pts:
+            y = pts[spec["label"]]
+            known = y.notna()
+            rows.append(Markup("{}: {} of {} patients with a known label are positive ({} unlabeled).").format(
+                spec["label"], k.put("data.outcome.positives", int((y[known] == 1).sum()), "int"),
+                k.put("data.outcome.labelled_patients", int(known.sum()), "int"), int((~known).sum())))
+        if spec["time"] and spec["time"] in pts and spec["event"] in pts:
+            t, e = pts[spec["time"]], pts[spec["event"]]
+            known = t.notna() & e.notna()
+            rows.append(Markup("{} / {}: {} events in {} patients with follow-up; median observed time {} (range {}–{}).").format(
+                spec["time"], spec["event"], k.put("data.outcome.events", int((e[known] == 1).sum()), "int"),
+                k.put("data.outcome.survival_patients", int(known.sum()), "int"),
+                plain(t[known].median(), ".4g"), plain(t[known].min(), ".4g"), plain(t[known].max(), ".4g")))
+        return [Paragraph(r) for r in rows]
+    if pts is not None:
+        why = ctx.run.notes.get(CONFIG, "")
+        return [Note(f"Not available: outcomes — {CONFIG} is {why}." if why.startswith(BAD_BENCHMARK) else
+                     "No outcome is configured (benchmark.classification / benchmark.survival), so none is described.")]
+    return []
 
 
 def failures_blocks(ctx: Context) -> list:

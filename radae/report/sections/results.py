@@ -1,6 +1,8 @@
 """Blocks shared by the classification and survival results: metric tables, per-fold spread, paired comparisons."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from markupsafe import Markup
@@ -51,6 +53,32 @@ def control_rows(ctx: Context, task: str, control: dict, main: str) -> tuple[lis
             rows.append([fset, model, _ci(ctx, f"{task}.shuffled_control.{key_segment(fset)}.{key_segment(model)}.{main}", e)])
             forest.append((f"shuffled labels: {fset}", *(float(e.get(x)) if e.get(x) is not None else np.nan for x in ("mean", "ci_low", "ci_high"))))
     return rows, forest
+
+
+@dataclass(frozen=True)
+class MainMetric:
+    """A task's main metric (``metric``, shown as ``label``) and the words of its control table and forest figure."""
+
+    task: str  # "classification" | "survival"
+    metric: str  # the key in summary.json's results and cv_results.parquet's metric column, e.g. "auc"
+    label: str  # e.g. "AUC": column header, axis and per-fold figure
+    control_caption: str
+    plot_title: str
+    estimate: str  # the estimate's name in the forest caption, e.g. "C-index"
+    alt: str  # the forest figure's alt text
+
+
+def metric_blocks(ctx: Context, main: MainMetric, control: dict | None, forest: list, counts: str) -> list:
+    """The shuffled-label control table, the forest figure of every set (and control) and the per-fold spread of the main
+    metric. ``forest``: the sets' rows from :func:`result_rows`; ``counts``: e.g. "n = 40 rows, 20 positive"."""
+    out: list = []
+    crow, cforest = control_rows(ctx, main.task, control, main.metric)
+    if crow:
+        out.append(Table(["feature set", "model", f"{main.label} mean [95% CI]"], crow, main.control_caption))
+    if forest:
+        out.append(fig(plots.estimate_with_ci(forest + cforest, f"{main.label} (mean over folds, 95% CI)", main.plot_title),
+                       f"{main.estimate} with corrected-t 95% intervals; dashed line = chance. {counts}.", main.alt))
+    return out + fold_blocks(ctx, main.task, main.metric, main.label)
 
 
 def fold_blocks(ctx: Context, task: str, metric: str, label: str) -> list:

@@ -9,7 +9,10 @@ from radae.report import forest as glance
 from radae.report import plots
 from radae.report.blocks import Heading, Note, Paragraph, Table
 from radae.report.sections.context import Context, fig, first_entry, plain
-from radae.report.sections.results import SURV_METRICS, comparison_table, control_rows, fold_blocks, result_rows
+from radae.report.sections.results import SURV_METRICS, MainMetric, comparison_table, metric_blocks, result_rows
+
+SURV_MAIN = MainMetric("survival", "harrell_c", "Harrell's C", "Shuffled-outcome control (should be near 0.5).",
+                       "Concordance by feature set", "C-index", "C-index with confidence intervals per feature set")
 
 
 def survival_blocks(ctx: Context, sv: dict, comps: pd.DataFrame | None, adjust: str | None) -> list:
@@ -27,15 +30,8 @@ def survival_blocks(ctx: Context, sv: dict, comps: pd.DataFrame | None, adjust: 
             "log-rank p (risk groups)"]
     out.append(Table(cols, rows, "Cross-validated survival metrics (mean over outer folds and repeats). Risk groups: above/below "
                      "the training-fold median risk."))
-    crow, cforest = control_rows(ctx, "survival", sv.get("shuffled_control"), "harrell_c")
-    if crow:
-        out.append(Table(["feature set", "model", "Harrell's C mean [95% CI]"], crow,
-                         "Shuffled-outcome control (should be near 0.5)."))
-    if forest:
-        out.append(fig(plots.estimate_with_ci(forest + cforest, "Harrell's C (mean over folds, 95% CI)", "Concordance by feature set"),
-                       f"C-index with corrected-t 95% intervals; dashed line = chance. n = {sv.get('n_rows')} rows, "
-                       f"{sv.get('n_events')} events.", "C-index with confidence intervals per feature set"))
-    out += fold_blocks(ctx, "survival", "harrell_c", "Harrell's C")
+    out += metric_blocks(ctx, SURV_MAIN, sv.get("shuffled_control"), forest,
+                         f"n = {sv.get('n_rows')} rows, {sv.get('n_events')} events")
     td = {}
     for fset, per_model in results.items():
         model, entry = first_entry(per_model)
