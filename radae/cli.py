@@ -23,8 +23,6 @@ app.add_typer(manifest_app, name="manifest")
 app.add_typer(import_app, name="import")
 
 logger = logging.getLogger("radae")
-
-
 QUIET_HELP = "only warnings and errors (no progress bars, no per-stage lines)"
 VERBOSE_HELP = "debug messages too, and PyRadiomics' / Dask's own INFO lines"
 
@@ -79,7 +77,6 @@ def run(
     or demo) from any folder; runs_dir (default runs/) is relative to the current folder."""
     from radae.config import load_pipeline
     from radae.runner import run_pipeline
-
     from radae.util.errors import RunInterrupted
 
     def _term(signum, frame):  # SIGTERM (a scheduler's kill) ends the run like Ctrl-C: the stage is marked interrupted
@@ -240,17 +237,22 @@ def features(
 ) -> None:
     """PyRadiomics features without a pipeline: `radae features IMAGE MASK` prints one CSV row;
     `radae features --manifest cases.csv --jobs N --out features.csv` writes the extract stage's tables."""
-    from radae.features import standalone
-
     types = tuple(t.strip() for t in image_types.split(",") if t.strip()) if image_types else None
+    pre = None
     try:
+        if manifest is not None and image is None and out is not None and model is None:
+            from radae.features.prefetch import start  # workers start on the lesions before pandas is imported
+
+            _setup(quiet, verbose, torch_threads=False)
+            pre = start(manifest, out, params=params, image_types=types, jobs=jobs)
+        from radae.features import standalone
+
         if manifest is None:
             if image is None or mask is None:
                 raise RadaeError("give IMAGE and MASK, or --manifest cases.csv --out features.csv")
             _setup(True, verbose, torch_threads=False)
             feats = standalone.one_lesion(image, mask, params=params, label=label, modality=modality, image_types=types)
             import csv
-
             w = csv.writer(sys.stdout, lineterminator="\n")
             w.writerow(["image", "mask", *feats])
             w.writerow([str(image), str(mask), *(repr(float(v)) for v in feats.values())])
@@ -262,9 +264,12 @@ def features(
         _setup(quiet, verbose, torch_threads=model is not None)
         stage_fns = {"ingest": _ingest_stage, "preprocess": _preprocess_stage}
         res = standalone.manifest_features(manifest, out, stage_fns, params=params, jobs=jobs, model=model, image_types=types,
-                                           quiet=quiet)
+                                           quiet=quiet, prefetch=pre)
     except RadaeError as e:
         _fail(e)
+    finally:
+        if pre is not None:
+            pre.close()
     s = res["summary"]
     parts = [f"{k} {v['extracted']}/{v['lesions']} lesions" for k, v in s.items() if isinstance(v, dict)]
     typer.echo(f"wrote {res['out']} ({', '.join(parts)}); tables, provenance and failures.csv in {res['work'] / 'extract'}")
