@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from radae.config import stable_hash
 from radae.util.errors import ConfigError, ExtractError, RadaeError, case_message
-from radae.util.hashing import file_sha256
+from radae.util.hashing import file_sha256, stable_hash
 from radae.util.yamlsafe import load_bounded
 
 logger = logging.getLogger(__name__)

@@ -36,12 +36,13 @@ def _text(v: Any) -> str:
 
 def _path(value: str, base: Path) -> str:
     """A manifest path as ingest resolves it (relative to the manifest's folder, ``${RADAE_DATA}`` expanded)."""
-    from radae.config import data_root
-
     if not value:
         return ""
-    text = value.replace("${RADAE_DATA}", str(data_root())).replace("$RADAE_DATA", str(data_root()))
-    p = Path(text).expanduser()
+    if "$RADAE_DATA" in value or "${RADAE_DATA}" in value:
+        from radae.config import data_root
+
+        value = value.replace("${RADAE_DATA}", str(data_root())).replace("$RADAE_DATA", str(data_root()))
+    p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
