@@ -167,10 +167,10 @@ def build_spec(
         from radiomics import getFeatureClasses
 
         params["featureClass"] = {c: None for c in getFeatureClasses() if c != "shape2D" or setting.get("force2D")}
-    extractor = _validate(params, source)
-    version = pyradiomics_version()
-    key = stable_hash({"params": params, "pyradiomics": version, "grid": grid})
-    _thread_cache()[key] = extractor  # the serial path reuses the validated extractor (one build, not two)
+    key = stable_hash({"params": params, "pyradiomics": pyradiomics_version(), "grid": grid})
+    cache = _thread_cache()  # the serial path reuses the validated extractor (one build, not two)
+    if key not in cache:  # the same dict validated before in this thread (radae features' prefetch) is not again
+        cache[key] = _validate(params, source)
     return RadiomicsSpec(params=params, source=str(source), source_sha256=source_sha256, grid=grid, key=key)
 
 

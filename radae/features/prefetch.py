@@ -92,15 +92,15 @@ class Prefetch:
                 rest.append(task)
             else:
                 yield res
-        self.close()
+        self.close(wait=False)  # the workers exit while the tables are written
+        logger.debug("extract: %d of %d lesions from the prefetch workers", len(todo) - len(rest), len(todo))
         if rest:
-            logger.debug("extract: %d lesions not prefetched (their manifest row changed in ingest)", len(rest))
             yield from run_rest(rest)
 
-    def close(self) -> None:
-        """Stop the workers (lesions not started are dropped; running ones finish)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers (lesions not started are dropped; running ones finish); ``wait``: until they have exited."""
         self._futures.clear()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 def start(manifest: Path, out: Path, *, params: Path | None, image_types, jobs: int) -> Prefetch | None:
