@@ -175,12 +175,12 @@ def build_spec(
 
 
 def _validate(params: dict, source: str):
-    from radiomics import featureextractor
+    from radae.features.paramcache import build_extractor
 
     try:
         with _BUILD_LOCK:
             _quiet_pyradiomics()
-            return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+            return build_extractor(copy.deepcopy(params))
     except Exception as e:  # pykwalify SchemaError / CoreError, PyRadiomics ValueError: all mean "bad parameters"
         first = " ".join(str(e).split())[:300] or type(e).__name__
         raise ConfigError(f"file {source}: PyRadiomics rejected the parameters ({first}) "
@@ -229,11 +229,11 @@ def get_extractor(spec: RadiomicsSpec):
     cache = _thread_cache()
     ex = cache.get(spec.key)
     if ex is None:
-        from radiomics import featureextractor
+        from radae.features.paramcache import build_extractor
 
         with _BUILD_LOCK:  # PyRadiomics parses its schema with ruamel.yaml, which is not thread-safe
             _quiet_pyradiomics()
-            ex = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(spec.params))
+            ex = build_extractor(copy.deepcopy(spec.params))
         cache[spec.key] = ex
         logger.debug("built PyRadiomics extractor %s in thread %s", spec.key[:12], threading.get_ident())
     return ex
