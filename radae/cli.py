@@ -30,7 +30,6 @@ VERBOSE_HELP = "debug messages too, and PyRadiomics' / Dask's own INFO lines"
 def _version(value: bool) -> None:
     if value:
         from radae import __version__
-
         typer.echo(f"radae {__version__}")
         raise typer.Exit()
 
@@ -49,9 +48,7 @@ def _setup(quiet: bool, verbose: bool, threads: int | None = None, torch_threads
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
     from radae.util.progress import set_quiet
     from radae.util.threads import configure_torch, passive_openmp
-
     set_quiet(quiet)
-
     if torch_threads:
         configure_torch(threads)  # free cores only, passive OpenMP waiting (radae.util.threads)
     else:
@@ -169,7 +166,6 @@ def synth(
 ) -> None:
     """Write the synthetic cohort (NIfTI + manifest + ground truth)."""
     from radae.data.synth import generate_cohort
-
     _setup(False, False)
     df = generate_cohort(out, cases=cases, seed=seed, size_vox=size, unlabeled=unlabeled, sites=sites)
     typer.echo(f"wrote {len(df)} lesions to {out.resolve()} (manifest.csv, truth.csv)")
@@ -201,7 +197,6 @@ def predict(
         typer.echo(text, nl=False)
     else:
         from radae.util.fsutil import atomic_write_text
-
         atomic_write_text(out, text)
         typer.echo(f"wrote {len(pred)} predictions ({bundle['card']['task']}: {'P(y=1)' if bundle['card']['task'] == 'classification' else 'risk'}) to {out}")
 
@@ -285,7 +280,6 @@ def report(
 ) -> None:
     """Rebuild a run's HTML report from its run folder, without recomputing anything."""
     from radae.report.build import build_report
-
     _setup(False, False, torch_threads=False)
     try:
         if not run_dir.is_dir():
@@ -306,7 +300,6 @@ def ibsi(
     from radae.config import data_root
     from radae.features.ibsi import DATASETS, compliance_table
     from radae.util.fsutil import atomic_write_text
-
     _setup(False, False, torch_threads=False)
     root = data_root_ or data_root()
     names = tuple(d.strip() for d in datasets.split(",")) if datasets else tuple(DATASETS)
@@ -328,7 +321,6 @@ def ibsi(
 def reference() -> None:
     """Print the pipeline YAML reference (every key, type and default) as Markdown; the README's table is this."""
     from radae.config.doc import markdown
-
     typer.echo(markdown())
 
 
@@ -364,7 +356,6 @@ def manifest_examples(
 ) -> None:
     """Regenerate the example manifests of the shared real data (paths written as ${RADAE_DATA}/...)."""
     from radae.data.scan import write_data_manifests
-
     _setup(False, False, torch_threads=False)
     try:
         for name, df in write_data_manifests(out).items():
@@ -395,5 +386,12 @@ def import_npz_cmd(
     typer.echo(f"wrote {len(df)} cases to {out}")
 
 
-if __name__ == "__main__":  # pragma: no cover  (python -m radae.cli, e.g. under torchrun)
+def main() -> None:
+    """The ``radae`` command and ``python -m radae.cli``: the app, with a cheaper interpreter exit (procutil)."""
+    from radae.util.procutil import skip_final_collection_at_exit
+    skip_final_collection_at_exit()
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover  (python -m radae.cli, e.g. under torchrun)
+    main()
