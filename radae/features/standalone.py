@@ -13,7 +13,9 @@ PyRadiomics runs on the original image and mask, as the ``pyradiomics`` command 
 parameter file sets ``resampledPixelSpacing``. Without ``--params`` radae's shipped file for the manifest's
 modality is used, Original features only (``--image-types`` to change). ``--model`` (a ``pretrain/model.pt``)
 adds the learned features: lesions are preprocessed with the settings the model was trained with (stored in it).
-The radiomics-only path does not import torch (start-up is part of ``benchmarks/bench_vs_pyradiomics.py``).
+The radiomics-only path does not import torch (start-up is part of ``benchmarks/bench_vs_pyradiomics.py``), and its
+worker processes start on the lesions before this module (pandas, pyarrow, pydantic) is imported
+(:mod:`radae.features.prefetch`; the CLI passes them in as ``prefetch``).
 """
 from __future__ import annotations
 
