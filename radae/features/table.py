@@ -189,10 +189,11 @@ class TableWriter:
         if extra:
             raise ExtractError(f"{self.path.name}: column(s) {extra[:5]} are not in the table's columns")
         out = chunk.reindex(columns=list(self.columns))
+        dtypes = out.dtypes.to_dict()
         for c, kind in self.columns.items():
             if kind == "text":
                 out[c] = out[c].map(lambda v: "" if v is None or v != v else str(v))  # missing text -> ""
-            elif out[c].dtype != _NUMPY_TYPES[kind]:  # a column already of its type (most) is left as it is
+            elif dtypes[c] != _NUMPY_TYPES[kind]:  # a column already of its type (most) is left as it is
                 out[c] = pd.to_numeric(out[c], errors="raise").astype(_NUMPY_TYPES[kind])
         return out.reset_index(drop=True)
 
