@@ -149,3 +149,11 @@ def test_features_manifest_prefetched_lesions_give_the_same_bytes(cohort, tmp_pa
            "failures.csv", "outcomes.csv", "provenance.json", "summary.json")
     for rel in ["f.csv", "failures.csv", "ingest/cases.parquet", *(f"extract/{e}" for e in ext)]:
         assert _without_timing(runs["prefetch"] / rel) == _without_timing(runs["plain"] / rel), rel
+
+
+def test_features_manifest_rejected_params_are_reported_once(cohort, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("imageType:\n  Original: {}\nsetting:\n  binWidth: wide\n")
+    r = _features_cli(["features", "--manifest", str(cohort / "manifest.csv"), "-p", str(bad), "--out", str(tmp_path / "f.csv"), "-q"])
+    assert r.returncode == 2 and f"radae: error: file {bad}: PyRadiomics rejected the parameters" in r.stderr
+    assert r.stderr.count("validation.invalid") == 1 and "Traceback" not in r.stderr  # not again for the prefetch

@@ -131,5 +131,10 @@ def _specs(modalities: set[str], params: Path | None, image_types) -> dict:
 
     types = list(image_types) if image_types else (None if params else ["Original"])
     known = {m for m in modalities if params is not None or m in hc.MODALITY_PARAMS}
-    return hc.specs_for_modalities(sorted(known), params_path=None if params is None else Path(params).resolve(),
-                                   grid="original", image_types=types, spacing_mm=None)
+    quiet = logging.getLogger("pykwalify.core")  # a rejected file's error lines: once, when extract checks it for real
+    was, quiet.disabled = quiet.disabled, True
+    try:
+        return hc.specs_for_modalities(sorted(known), params_path=None if params is None else Path(params).resolve(),
+                                       grid="original", image_types=types, spacing_mm=None)
+    finally:
+        quiet.disabled = was
