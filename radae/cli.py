@@ -23,8 +23,6 @@ app.add_typer(manifest_app, name="manifest")
 app.add_typer(import_app, name="import")
 
 logger = logging.getLogger("radae")
-
-
 QUIET_HELP = "only warnings and errors (no progress bars, no per-stage lines)"
 VERBOSE_HELP = "debug messages too, and PyRadiomics' / Dask's own INFO lines"
 
@@ -32,7 +30,6 @@ VERBOSE_HELP = "debug messages too, and PyRadiomics' / Dask's own INFO lines"
 def _version(value: bool) -> None:
     if value:
         from radae import __version__
-
         typer.echo(f"radae {__version__}")
         raise typer.Exit()
 
@@ -51,9 +48,7 @@ def _setup(quiet: bool, verbose: bool, threads: int | None = None, torch_threads
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
     from radae.util.progress import set_quiet
     from radae.util.threads import configure_torch, passive_openmp
-
     set_quiet(quiet)
-
     if torch_threads:
         configure_torch(threads)  # free cores only, passive OpenMP waiting (radae.util.threads)
     else:
@@ -79,7 +74,6 @@ def run(
     or demo) from any folder; runs_dir (default runs/) is relative to the current folder."""
     from radae.config import load_pipeline
     from radae.runner import run_pipeline
-
     from radae.util.errors import RunInterrupted
 
     def _term(signum, frame):  # SIGTERM (a scheduler's kill) ends the run like Ctrl-C: the stage is marked interrupted
@@ -172,7 +166,6 @@ def synth(
 ) -> None:
     """Write the synthetic cohort (NIfTI + manifest + ground truth)."""
     from radae.data.synth import generate_cohort
-
     _setup(False, False)
     df = generate_cohort(out, cases=cases, seed=seed, size_vox=size, unlabeled=unlabeled, sites=sites)
     typer.echo(f"wrote {len(df)} lesions to {out.resolve()} (manifest.csv, truth.csv)")
@@ -204,7 +197,6 @@ def predict(
         typer.echo(text, nl=False)
     else:
         from radae.util.fsutil import atomic_write_text
-
         atomic_write_text(out, text)
         typer.echo(f"wrote {len(pred)} predictions ({bundle['card']['task']}: {'P(y=1)' if bundle['card']['task'] == 'classification' else 'risk'}) to {out}")
 
@@ -240,17 +232,22 @@ def features(
 ) -> None:
     """PyRadiomics features without a pipeline: `radae features IMAGE MASK` prints one CSV row;
     `radae features --manifest cases.csv --jobs N --out features.csv` writes the extract stage's tables."""
-    from radae.features import standalone
-
     types = tuple(t.strip() for t in image_types.split(",") if t.strip()) if image_types else None
+    pre = None
     try:
+        if manifest is not None and image is None and out is not None and model is None:
+            from radae.features.prefetch import start  # workers start on the lesions before pandas is imported
+
+            _setup(quiet, verbose, torch_threads=False)
+            pre = start(manifest, out, params=params, image_types=types, jobs=jobs)
+        from radae.features import standalone
+
         if manifest is None:
             if image is None or mask is None:
                 raise RadaeError("give IMAGE and MASK, or --manifest cases.csv --out features.csv")
             _setup(True, verbose, torch_threads=False)
             feats = standalone.one_lesion(image, mask, params=params, label=label, modality=modality, image_types=types)
             import csv
-
             w = csv.writer(sys.stdout, lineterminator="\n")
             w.writerow(["image", "mask", *feats])
             w.writerow([str(image), str(mask), *(repr(float(v)) for v in feats.values())])
@@ -262,9 +259,12 @@ def features(
         _setup(quiet, verbose, torch_threads=model is not None)
         stage_fns = {"ingest": _ingest_stage, "preprocess": _preprocess_stage}
         res = standalone.manifest_features(manifest, out, stage_fns, params=params, jobs=jobs, model=model, image_types=types,
-                                           quiet=quiet)
+                                           quiet=quiet, prefetch=pre)
     except RadaeError as e:
         _fail(e)
+    finally:
+        if pre is not None:
+            pre.close()
     s = res["summary"]
     parts = [f"{k} {v['extracted']}/{v['lesions']} lesions" for k, v in s.items() if isinstance(v, dict)]
     typer.echo(f"wrote {res['out']} ({', '.join(parts)}); tables, provenance and failures.csv in {res['work'] / 'extract'}")
@@ -280,7 +280,6 @@ def report(
 ) -> None:
     """Rebuild a run's HTML report from its run folder, without recomputing anything."""
     from radae.report.build import build_report
-
     _setup(False, False, torch_threads=False)
     try:
         if not run_dir.is_dir():
@@ -301,7 +300,6 @@ def ibsi(
     from radae.config import data_root
     from radae.features.ibsi import DATASETS, compliance_table
     from radae.util.fsutil import atomic_write_text
-
     _setup(False, False, torch_threads=False)
     root = data_root_ or data_root()
     names = tuple(d.strip() for d in datasets.split(",")) if datasets else tuple(DATASETS)
@@ -323,7 +321,6 @@ def ibsi(
 def reference() -> None:
     """Print the pipeline YAML reference (every key, type and default) as Markdown; the README's table is this."""
     from radae.config.doc import markdown
-
     typer.echo(markdown())
 
 
@@ -359,7 +356,6 @@ def manifest_examples(
 ) -> None:
     """Regenerate the example manifests of the shared real data (paths written as ${RADAE_DATA}/...)."""
     from radae.data.scan import write_data_manifests
-
     _setup(False, False, torch_threads=False)
     try:
         for name, df in write_data_manifests(out).items():
@@ -390,5 +386,12 @@ def import_npz_cmd(
     typer.echo(f"wrote {len(df)} cases to {out}")
 
 
-if __name__ == "__main__":  # pragma: no cover  (python -m radae.cli, e.g. under torchrun)
+def main() -> None:
+    """The ``radae`` command and ``python -m radae.cli``: the app, with a cheaper interpreter exit (procutil)."""
+    from radae.util.procutil import skip_final_collection_at_exit
+    skip_final_collection_at_exit()
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover  (python -m radae.cli, e.g. under torchrun)
+    main()

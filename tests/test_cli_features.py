@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from radae.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +100,60 @@ def test_shipped_pipeline_found_from_another_folder(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="looked in"):
         load_pipeline("pipelines/nope.yaml")
+
+
+def _features_cli(argv: list[str], env: dict | None = None, prelude: str = "") -> subprocess.CompletedProcess:
+    """``radae features ...`` as a fresh process (start-up as a user meets it); ``prelude`` runs first, in-process."""
+    code = f"import runpy, sys\n{prelude}\nsys.argv = ['radae', *{argv!r}]\nrunpy.run_module('radae.cli', run_name='__main__')"
+    full = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300)
+
+
+def test_features_manifest_imports_no_torch_sklearn_or_scipy_stats(cohort, tmp_path):
+    # the radiomics-only path's start-up is part of the comparison with PyRadiomics (bench_vs_pyradiomics.py)
+    prelude = ("import atexit\natexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'sklearn', 'scipy.stats', "
+               "'matplotlib', 'dask', 'distributed') if m in sys.modules)))")
+    r = _features_cli(["features", "--manifest", str(cohort / "manifest.csv"), "--jobs", "2", "--out",
+                       str(tmp_path / "f.csv"), "-q"], prelude=prelude)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "HEAVY []" in r.stdout, r.stdout
+
+
+def _without_timing(path: Path) -> bytes:
+    """A file's bytes; for the JSON sidecars without their timing fields (created_utc, seconds, lesions_per_s)."""
+    if path.name not in ("provenance.json", "summary.json"):
+        return path.read_bytes()
+
+    def drop(v):
+        if isinstance(v, dict):
+            return {k: drop(x) for k, x in v.items() if k not in ("created_utc", "seconds", "lesions_per_s")}
+        return v
+
+    return json.dumps(drop(json.loads(path.read_text()))).encode()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_features_manifest_prefetched_lesions_give_the_same_bytes(cohort, tmp_path, jobs):
+    # prefetch (workers forked before pandas is imported) vs none (spawn start method: no prefetch, the usual path)
+    argv = ["features", "--manifest", str(cohort / "manifest.csv"), "--jobs", jobs, "--out", str(tmp_path / "f.csv"), "-v"]
+    runs = {}
+    for name, env in (("prefetch", {}), ("plain", {"RADAE_START_METHOD": "spawn"})):
+        r = _features_cli(argv, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        n = len(pd.read_csv(cohort / "manifest.csv"))
+        assert (f"extract: {n} of {n} lesions from the prefetch workers" in r.stderr) == (name == "prefetch")
+        runs[name] = tmp_path / name
+        (tmp_path / "f_radae").rename(runs[name])
+        (tmp_path / "f.csv").rename(runs[name] / "f.csv")
+    ext = ("radiomics.csv", "radiomics.parquet", "lesion_provenance.csv", "lesion_provenance.parquet", "data_dictionary.csv",
+           "failures.csv", "outcomes.csv", "provenance.json", "summary.json")
+    for rel in ["f.csv", "failures.csv", "ingest/cases.parquet", *(f"extract/{e}" for e in ext)]:
+        assert _without_timing(runs["prefetch"] / rel) == _without_timing(runs["plain"] / rel), rel
+
+
+def test_features_manifest_rejected_params_are_reported_once(cohort, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("imageType:\n  Original: {}\nsetting:\n  binWidth: wide\n")
+    r = _features_cli(["features", "--manifest", str(cohort / "manifest.csv"), "-p", str(bad), "--out", str(tmp_path / "f.csv"), "-q"])
+    assert r.returncode == 2 and f"radae: error: file {bad}: PyRadiomics rejected the parameters" in r.stderr
+    assert r.stderr.count("validation.invalid") == 1 and "Traceback" not in r.stderr  # not again for the prefetch

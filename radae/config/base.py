@@ -1,14 +1,13 @@
 """What every config model shares: the strict frozen base model, seeds, the stage names, hashing, the data root."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from radae.util.hashing import stable_hash  # noqa: F401 - re-exported (radae.config.stable_hash)
 
 
 #: a seed every consumer takes (numpy's SeedSequence wants >= 0; torch.manual_seed and NumPy's legacy API want < 2**32)
@@ -32,5 +31,3 @@ class _Model(BaseModel):
 
 
 
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from radae.config import stable_hash
 from radae.util.errors import ConfigError, ExtractError, RadaeError, case_message
-from radae.util.hashing import file_sha256
+from radae.util.hashing import file_sha256, stable_hash
 from radae.util.yamlsafe import load_bounded
 
 logger = logging.getLogger(__name__)
@@ -168,20 +167,20 @@ def build_spec(
         from radiomics import getFeatureClasses
 
         params["featureClass"] = {c: None for c in getFeatureClasses() if c != "shape2D" or setting.get("force2D")}
-    extractor = _validate(params, source)
-    version = pyradiomics_version()
-    key = stable_hash({"params": params, "pyradiomics": version, "grid": grid})
-    _thread_cache()[key] = extractor  # the serial path reuses the validated extractor (one build, not two)
+    key = stable_hash({"params": params, "pyradiomics": pyradiomics_version(), "grid": grid})
+    cache = _thread_cache()  # the serial path reuses the validated extractor (one build, not two)
+    if key not in cache:  # the same dict validated before in this thread (radae features' prefetch) is not again
+        cache[key] = _validate(params, source)
     return RadiomicsSpec(params=params, source=str(source), source_sha256=source_sha256, grid=grid, key=key)
 
 
 def _validate(params: dict, source: str):
-    from radiomics import featureextractor
+    from radae.features.paramcache import build_extractor
 
     try:
         with _BUILD_LOCK:
             _quiet_pyradiomics()
-            return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+            return build_extractor(copy.deepcopy(params))
     except Exception as e:  # pykwalify SchemaError / CoreError, PyRadiomics ValueError: all mean "bad parameters"
         first = " ".join(str(e).split())[:300] or type(e).__name__
         raise ConfigError(f"file {source}: PyRadiomics rejected the parameters ({first}) "
@@ -230,11 +229,11 @@ def get_extractor(spec: RadiomicsSpec):
     cache = _thread_cache()
     ex = cache.get(spec.key)
     if ex is None:
-        from radiomics import featureextractor
+        from radae.features.paramcache import build_extractor
 
         with _BUILD_LOCK:  # PyRadiomics parses its schema with ruamel.yaml, which is not thread-safe
             _quiet_pyradiomics()
-            ex = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(spec.params))
+            ex = build_extractor(copy.deepcopy(spec.params))
         cache[spec.key] = ex
         logger.debug("built PyRadiomics extractor %s in thread %s", spec.key[:12], threading.get_ident())
     return ex

@@ -108,6 +108,16 @@ def start_method() -> str:
     return "fork" if sys.platform == "linux" and "torch" not in sys.modules else "spawn"
 
 
+def submit_all(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], shared: Any, n_jobs: int, method: str = "fork"):
+    """A process pool of ``n_jobs`` workers (``shared`` handed to each once) already running ``fn(task, shared)`` on
+    every task: ``(executor, futures)`` in task order, for a caller that collects the results later and shuts the
+    executor down itself (:mod:`radae.features.prefetch`)."""
+    ctx = multiprocessing.get_context(method)
+    ex = ProcessPoolExecutor(max_workers=max(1, min(n_jobs, len(tasks))), mp_context=ctx, initializer=_init_worker,
+                             initargs=(shared, os.getpid()))
+    return ex, [ex.submit(_call_in_worker, fn, t) for t in tasks]
+
+
 def _pool(fn, tasks, shared, n_jobs) -> Iterator[Any]:
     ctx = multiprocessing.get_context(start_method())
     workers = min(n_jobs, len(tasks))

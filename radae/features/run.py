@@ -93,8 +93,14 @@ def _extract_missing(ctx: RunContext, tasks: list[hc.LesionTask], specs: dict,
         logger.info("extract: %d of %d lesions' PyRadiomics features read back from %s", len(done), len(tasks), partial)
     executor = "dask" if ecfg.executor == "dask" else "process"
     failed = 0
-    t0 = time.perf_counter()
-    for res in hc_map(todo, specs, executor, ecfg.n_jobs, ecfg.dask_address, ctx.quiet):
+    pre = ctx.extra.get("radiomics_prefetch")
+    t0 = time.perf_counter() if pre is None else pre.started  # radae features: workers started before ingest (features.prefetch)
+    if pre is None:
+        results = hc_map(todo, specs, executor, ecfg.n_jobs, ecfg.dask_address, ctx.quiet)
+    else:
+        rest = lambda tasks: hc_map(tasks, specs, executor, ecfg.n_jobs, ecfg.dask_address, True)  # noqa: E731
+        results = progress_iter(pre.results(todo, specs, rest), total=len(todo), desc="PyRadiomics", quiet=ctx.quiet)
+    for res in results:
         if res["error"]:
             if ctx.cfg.on_error == "raise":
                 raise ExtractError(res["error"])

@@ -13,7 +13,9 @@ PyRadiomics runs on the original image and mask, as the ``pyradiomics`` command 
 parameter file sets ``resampledPixelSpacing``. Without ``--params`` radae's shipped file for the manifest's
 modality is used, Original features only (``--image-types`` to change). ``--model`` (a ``pretrain/model.pt``)
 adds the learned features: lesions are preprocessed with the settings the model was trained with (stored in it).
-The radiomics-only path does not import torch (start-up is part of ``benchmarks/bench_vs_pyradiomics.py``).
+The radiomics-only path does not import torch (start-up is part of ``benchmarks/bench_vs_pyradiomics.py``), and its
+worker processes start on the lesions before this module (pandas, pyarrow, pydantic) is imported
+(:mod:`radae.features.prefetch`; the CLI passes them in as ``prefetch``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from radae.features.prefetch import work_folder
 from radae.util.errors import ConfigError, ExtractError, RadaeError
 
 logger = logging.getLogger(__name__)
@@ -55,10 +58,6 @@ def one_lesion(image: Path, mask: Path, params: Path | None = None, label: str |
     if res["error"]:
         raise ExtractError(res["error"])
     return res["features"]
-
-
-def work_folder(out: Path) -> Path:
-    return Path(out).resolve().parent / f"{Path(out).stem}_radae"
 
 
 def _config(manifest: Path, out: Path, params, jobs: int, image_types, model_meta: dict | None, executor: str):
@@ -97,18 +96,21 @@ def _model_meta(model: Path) -> dict:
 
 
 def manifest_features(manifest: Path, out: Path, stages: Mapping[str, Callable], params: Path | None = None, jobs: int = 1,
-                      model: Path | None = None, image_types=None, executor: str = "process", quiet: bool = False) -> dict:
+                      model: Path | None = None, image_types=None, executor: str = "process", quiet: bool = False,
+                      prefetch=None) -> dict:
     """Every manifest row through ingest (+ preprocess with ``model``) and the extract stage's table writer.
 
     ``stages``: the ``ingest`` and ``preprocess`` stage functions (``radae.stages.<name>.run``), passed in by the CLI
-    so this library module does not import the stage layer above it.
+    so this library module does not import the stage layer above it. ``prefetch``: the workers the CLI started on the
+    lesions before importing this module (:func:`radae.features.prefetch.start`).
     """
     from radae.util.fsutil import ensure_dir, run_lock
     from radae.runfolder import RunContext, write_run_header
 
     meta = _model_meta(Path(model)) if model is not None else None
     cfg = _config(manifest, out, params, jobs, image_types, meta, executor)
-    ctx = RunContext(cfg=cfg, run_dir=cfg.run_dir, quiet=quiet, extra={"radiomics_native_grid": True})
+    ctx = RunContext(cfg=cfg, run_dir=cfg.run_dir, quiet=quiet, extra={"radiomics_native_grid": True,
+                                                                       "radiomics_prefetch": prefetch})
     ensure_dir(cfg.run_dir)
     with run_lock(cfg.run_dir):
         write_run_header(ctx, device=meta is not None)

@@ -100,6 +100,7 @@ ROW_GROUP_BYTES = 4 * 2**20
 TEXT_BYTES = 128
 ROW_GROUP_ROWS = (1024, 65536)
 _ARROW_TYPES = {"text": "string", "float": "float64", "int": "int64"}
+_NUMPY_TYPES = {"float": np.dtype(np.float64), "int": np.dtype(np.int64)}
 
 
 def column_kinds(df: pd.DataFrame) -> dict[str, str]:
@@ -188,13 +189,12 @@ class TableWriter:
         if extra:
             raise ExtractError(f"{self.path.name}: column(s) {extra[:5]} are not in the table's columns")
         out = chunk.reindex(columns=list(self.columns))
+        dtypes = out.dtypes.to_dict()
         for c, kind in self.columns.items():
             if kind == "text":
                 out[c] = out[c].map(lambda v: "" if v is None or v != v else str(v))  # missing text -> ""
-            elif kind == "float":
-                out[c] = pd.to_numeric(out[c], errors="raise").astype(np.float64)
-            else:
-                out[c] = pd.to_numeric(out[c], errors="raise").astype(np.int64)
+            elif dtypes[c] != _NUMPY_TYPES[kind]:  # a column already of its type (most) is left as it is
+                out[c] = pd.to_numeric(out[c], errors="raise").astype(_NUMPY_TYPES[kind])
         return out.reset_index(drop=True)
 
     def _check_order(self, chunk: pd.DataFrame) -> None:

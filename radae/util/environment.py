@@ -1,6 +1,7 @@
 """What a run was made with: versions, git commit, device, threads (for provenance and `radae info`)."""
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
 import os
 import platform
@@ -22,12 +23,19 @@ def package_versions(names=PACKAGES, optional=OPTIONAL) -> dict[str, str | None]
     """``{name: installed version}`` for ``names``, in that order; None if not installed (left out if ``optional``)."""
     out = {}
     for name in names:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            if name not in optional:
-                out[name] = None
+        version = _version(name)
+        if version is not None or name not in optional:
+            out[name] = version
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _version(name: str) -> str | None:
+    """An installed distribution's version (None if absent), looked up once per process (each look-up scans sys.path)."""
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
 
 
 def git_commit() -> str | None:

@@ -6,9 +6,15 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 _MEMO: dict[tuple[str, int, int], str] = {}
 _LOCK = threading.Lock()
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of ``obj`` as sorted-key JSON (``str`` for what JSON cannot hold): settings and config hashes."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
