@@ -26,7 +26,7 @@ from radae.evaluate.stats import auc_score
 ROC_COLUMNS = ["task", "feature_set", "model", "repeat", "n", "auc", "point", "fpr", "tpr"]
 BAND_COLUMNS = ["task", "feature_set", "model", "repeat", "fpr", "tpr", "tpr_lower", "tpr_upper", "n_boot"]
 FPR_GRID = np.linspace(0.0, 1.0, 101)
-ROC_BAND_STREAM = 31  # patient bootstrap of the ROC bands (tasks uses 7, 11, 17, 23; external 37)
+ROC_BAND_STREAM = 31  # patient bootstrap of the ROC bands (tasks uses 7, 11, 17, 23; external 37; label efficiency 41)
 _GRID_TOL = 1e-12  # an FPR equal to a grid point up to rounding counts as reached there
 CALIBRATION_COLUMNS = ["task", "feature_set", "model", "repeat", "bin", "mean_predicted", "observed", "count"]
 

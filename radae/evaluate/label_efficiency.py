@@ -29,6 +29,8 @@ from radae.evaluate.models import PipelineSpec
 from radae.evaluate.survival_window import SurvivalEval
 
 logger = logging.getLogger(__name__)
+
+LABEL_EFFICIENCY_STREAM = 41  # the labelled-patient subsamples (tasks uses 7, 11, 17, 23; curves 31; external 37)
 MAIN_METRIC = {"classification": "auc", "survival": "harrell_c"}
 BOUNDED = {"auc", "harrell_c", "uno_c", "balanced_accuracy", "brier", "ibs", "td_auc_mean"}  # intervals clipped to [0, 1]
 
@@ -208,7 +210,7 @@ def run_task(task: str, sets: dict, mask: np.ndarray, y, groups: np.ndarray, bcf
     splits = make_splits(strata, groups, bcfg.cv.folds, bcfg.cv.repeats, bcfg.cv.seed)
     cv_repeats = min(bcfg.label_cv_repeats, bcfg.cv.repeats)
     # at least inner_folds patients per class/event group, so the inner stratified search has one per inner fold
-    subs = plan(splits, strata, groups, fractions, bcfg.label_repeats, cv_repeats, derived_seed(seed, bcfg.cv.seed, 23),
+    subs = plan(splits, strata, groups, fractions, bcfg.label_repeats, cv_repeats, derived_seed(seed, bcfg.cv.seed, LABEL_EFFICIENCY_STREAM),
                 max(MIN_PER_STRATUM, bcfg.cv.inner_folds))
     frames = []
     from radae.evaluate import external, harmonise

@@ -37,7 +37,8 @@ CONTROL_STREAM = 7  # outcome permutations of the shuffled-label control
 SUMMARY_BOOTSTRAP_STREAM = 11  # patient bootstrap of the pooled metric (summarise_task)
 COMPARISON_STREAM = 17  # patient bootstrap of the paired comparisons (compare_sets)
 PERMUTATION_STREAM = 23  # outcome permutations of the primary sets' permutation test
-# also SeedSequence([seed, cv seed, id]): curves.ROC_BAND_STREAM = 31, external.EXTERNAL_BOOTSTRAP_STREAM = 37
+# also SeedSequence([seed, cv seed, id]): curves.ROC_BAND_STREAM = 31, external.EXTERNAL_BOOTSTRAP_STREAM = 37,
+# label_efficiency.LABEL_EFFICIENCY_STREAM = 41
 CONTROL_SPLIT_OFFSET = 1000  # control repeat r splits with cv seed + offset + r
 PERMUTATION_SPLIT_OFFSET = 5000  # permutation k splits with cv seed + offset + k
 

@@ -104,8 +104,14 @@ class Prefetch:
 
 
 def start(manifest: Path, out: Path, *, params: Path | None, image_types, jobs: int) -> Prefetch | None:
-    """Fork ``jobs`` workers on the lesions of a CSV ``manifest`` now; None where prefetching does not apply."""
+    """Fork ``jobs`` workers on the lesions of a CSV ``manifest`` now; None where prefetching does not apply.
+
+    Not with ``jobs == 1``: one job means one busy process (the parent's start-up would otherwise run beside the
+    worker on a second core, which a one-core comparison must not get for free)."""
     from radae.features import parallel
+
+    if jobs < 2:
+        return None
 
     partial = work_folder(out) / "extract" / "partial" / "radiomics"
     if Path(manifest).suffix.lower() != ".csv" or parallel.start_method() != "fork" or any(partial.glob("*.json")):

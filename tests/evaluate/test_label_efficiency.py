@@ -178,3 +178,11 @@ def test_curve_intervals_of_bounded_metrics_stay_in_0_1():
                       "value": [0.2, 0.9, 1.0, 0.4, 0.8]})
     c = le.curves(t, "auc").iloc[0]
     assert 0.0 <= c.ci_low < c["mean"] < c.ci_high <= 1.0 and c.ci_low == 0.0 and c.ci_high == 1.0
+
+
+def test_random_streams_of_the_benchmark_are_distinct():
+    """Every generator seeded from (seed, cv seed, stream id) has its own id: no two analyses share random draws."""
+    from radae.evaluate import curves, external, label_efficiency, tasks
+
+    ids = {n: getattr(m, n) for m in (tasks, curves, external, label_efficiency) for n in dir(m) if n.endswith("_STREAM")}
+    assert len(ids) >= 7 and len(set(ids.values())) == len(ids), ids

@@ -59,9 +59,9 @@ def test_no_prefetch_for_a_resumed_work_folder_or_parquet_manifest(tmp_path, mon
     monkeypatch.setenv("RADAE_START_METHOD", "fork")  # the checks come before any fork
 
     (tmp_path / "m.parquet").write_bytes(b"")
-    assert prefetch.start(tmp_path / "m.parquet", tmp_path / "f.csv", params=None, image_types=None, jobs=1) is None
+    assert prefetch.start(tmp_path / "m.parquet", tmp_path / "f.csv", params=None, image_types=None, jobs=2) is None
     partial = prefetch.work_folder(tmp_path / "f.csv") / "extract" / "partial" / "radiomics"
     partial.mkdir(parents=True)
     (partial / "A-0.json").write_text("{}")
     (tmp_path / "m.csv").write_text("case_id,patient_id,image,mask,modality\n")
-    assert prefetch.start(tmp_path / "m.csv", tmp_path / "f.csv", params=None, image_types=None, jobs=1) is None
+    assert prefetch.start(tmp_path / "m.csv", tmp_path / "f.csv", params=None, image_types=None, jobs=2) is None
