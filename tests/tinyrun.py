@@ -35,6 +35,7 @@ def tiny_overrides(runs_dir: Path, cases: int = 40, steps: int = 6) -> list[str]
         "benchmark.classification={label: label}",
         "benchmark.survival={time: os_time, event: os_event}",
         "benchmark.feature_sets=[learned, handcrafted, volume]",
+        "benchmark.clinical_with=null",  # the demo names sets the tiny run does not have
         "benchmark.models=[logistic_l2]",
         "benchmark.cv={folds: 2, repeats: 1, inner_folds: 2, seed: 0}",
         "benchmark.bootstrap=50",
