@@ -87,11 +87,9 @@ def run(
             return
         _setup(quiet, verbose, cfg.threads)
         ctx = run_pipeline(cfg, stages=stages.split(",") if stages else None, force=force, resume=resume, quiet=quiet)
-    except RunInterrupted as e:
-        typer.echo(f"radae: interrupted: {e}", err=True)
-        raise typer.Exit(code=130)
-    except KeyboardInterrupt:
-        typer.echo("radae: interrupted", err=True)
+    except (RunInterrupted, KeyboardInterrupt) as e:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stage is marked interrupted: a further Ctrl-C keeps exit 130
+        typer.echo(f"radae: interrupted: {e}" if isinstance(e, RunInterrupted) else "radae: interrupted", err=True)
         raise typer.Exit(code=130)
     except RadaeError as e:
         _fail(e)
@@ -388,8 +386,8 @@ def import_npz_cmd(
 
 def main() -> None:
     """The ``radae`` command and ``python -m radae.cli``: the app, with a cheaper interpreter exit (procutil)."""
-    from radae.util.procutil import skip_final_collection_at_exit
-    skip_final_collection_at_exit()
+    from radae.util import procutil
+    procutil.skip_final_collection_at_exit()
     app()
 
 

@@ -346,7 +346,8 @@ def test_a_copy_onto_a_full_disk_names_the_destination_not_the_source(tmp_path):
 
 # ----------------------------------------------------------------------------- 19: Ctrl-C
 @pytest.mark.slow
-def test_sigint_marks_the_stage_interrupted_with_a_message(tmp_path):
+@pytest.mark.parametrize("signals", [1, 2])  # a second Ctrl-C during the first one's cleanup keeps the exit status
+def test_sigint_marks_the_stage_interrupted_with_a_message(tmp_path, signals):
     from tests.tinyrun import DEMO, tiny_overrides
 
     cmd = [PY, "-m", "radae.cli", "run", str(DEMO), "-q", "--stages", "ingest,preprocess,pretrain"]
@@ -364,6 +365,9 @@ def test_sigint_marks_the_stage_interrupted_with_a_message(tmp_path):
     time.sleep(1.0)
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGINT)
+    if signals == 2:
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     meta = json.loads(stage.read_text())
