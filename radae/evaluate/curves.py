@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from radae.evaluate.probability_metrics import quantile_bins
 from radae.evaluate.stats import auc_score
 
 ROC_COLUMNS = ["task", "feature_set", "model", "repeat", "n", "auc", "point", "fpr", "tpr"]
@@ -46,13 +47,11 @@ def roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
 
 def calibration_bins(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(bin index, mean prediction, observed fraction, count) of the non-empty quantile bins of ``s``."""
-    n_bins = int(max(3, min(10, len(y) // 10)))
-    edges = np.unique(np.quantile(s, np.linspace(0, 1, n_bins + 1)))
-    idx = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, len(edges) - 2)
-    bins = np.array([b for b in range(len(edges) - 1) if (idx == b).any()], dtype=int)
-    pred = np.array([s[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
-    obs = np.array([y[idx == b].mean() for b in range(len(edges) - 1) if (idx == b).any()])
-    cnt = np.array([(idx == b).sum() for b in range(len(edges) - 1) if (idx == b).any()])
+    idx = quantile_bins(s, int(max(3, min(10, len(y) // 10))))
+    bins = np.unique(idx).astype(int)
+    pred = np.array([s[idx == b].mean() for b in bins])
+    obs = np.array([y[idx == b].mean() for b in bins])
+    cnt = np.array([(idx == b).sum() for b in bins])
     return bins, pred, obs, cnt
 
 

@@ -35,7 +35,7 @@ from radae.evaluate.probability_metrics import balanced_accuracy, brier_score, c
 from radae.evaluate.survival import concordance_scorer, is_survival_y
 from radae.evaluate.survival_metrics import cumulative_dynamic_auc, harrell_c, integrated_brier_score, uno_c
 from radae.evaluate.survival_window import SurvivalEval
-from radae.evaluate.units import Units, patient_values, units_for
+from radae.evaluate.units import Units, per_patient, units_for
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +206,8 @@ def _score_classification(fitted, job: FoldJob) -> tuple[dict, np.ndarray, np.nd
     Metrics count patients when a patient's rows share one label (its probability: the mean of its rows'); the
     balanced-accuracy threshold is the training patients' prevalence."""
     p_te = fitted.predict_proba(job.X_test)[:, 1]
-    y_tr, _ = patient_values(units_for(job.y_train, job.groups_train), job.y_train, np.zeros(len(job.y_train)))
-    y_te, p_unit = patient_values(units_for(job.y_test, job.groups_test), job.y_test, p_te)
+    y_tr = per_patient(job.y_train, job.groups_train)[0]
+    y_te, _, p_unit = per_patient(job.y_test, job.groups_test, p_te)
     metrics = classification_metrics(y_te, p_unit, threshold=float(np.mean(y_tr)))
     lt = logit(fitted.predict_proba(job.X_train)[:, 1])
     sd = float(np.std(lt))

@@ -38,10 +38,10 @@ from radae.evaluate.decision import net_benefit_table
 from radae.evaluate.folds import inner_splits, strata_of
 from radae.evaluate.harmonise import with_batch
 from radae.evaluate.models import PipelineSpec, build_pipeline
-from radae.evaluate.probability_metrics import brier_score, calibration_slope_intercept
+from radae.evaluate.probability_metrics import brier_score, calibration_slope_intercept, quantile_bins
 from radae.evaluate.survival import concordance_scorer, is_survival_y
 from radae.evaluate.survival_metrics import harrell_c, uno_c
-from radae.evaluate.units import patient_values, units_for
+from radae.evaluate.units import per_patient, units_for
 
 logger = logging.getLogger(__name__)
 
@@ -158,15 +158,14 @@ def events_of(y) -> int:
 
 def calibration_curve(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> pd.DataFrame:
     """Observed vs mean predicted risk per quantile bin of predicted risk (at most ``bins`` bins)."""
-    q = np.unique(np.quantile(prob, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(q, prob, side="right") - 1, 0, max(len(q) - 2, 0))
+    idx = quantile_bins(prob, bins)
     rows = [{"bin": int(b), "n": int((idx == b).sum()), "predicted": float(prob[idx == b].mean()), "observed": float(y[idx == b].mean())}
             for b in np.unique(idx)]
     return pd.DataFrame(rows)
 
 
 def classification_external(y: np.ndarray, prob: np.ndarray, groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
-    """Validation-cohort metrics of P(y=1); ``y``/``prob``/``groups`` one entry per unit (see :func:`unit_arrays`)."""
+    """Validation-cohort metrics of P(y=1); ``y``/``prob``/``groups`` one entry per unit (:func:`units.per_patient`)."""
     auc, lo, hi = stats.delong_ci(y, prob)
     b = bootstrap_ci(stats.auc_score, (y, prob), groups, n_boot, rng)
     slope, intercept = calibration_slope_intercept(y, prob)
@@ -185,13 +184,6 @@ def survival_external(y, risk: np.ndarray, y_train, groups: np.ndarray, n_boot: 
     return {"harrell_c": {"estimate": b.estimate, "ci_low": b.ci_low, "ci_high": b.ci_high, "n_boot": b.n_valid,
                           "ci_method": "patient_bootstrap_percentile"},
             "uno_c": {"estimate": float(uno)}, "n": int(len(risk)), "n_events": int(np.sum(y["event"]))}
-
-
-def unit_arrays(y, score: np.ndarray, groups: np.ndarray):
-    """(outcome, score, groups) with one entry per patient when a patient has several rows and one outcome."""
-    u = units_for(y, groups)
-    yy, ss = patient_values(u, y, score)
-    return yy, ss, (groups if u is None else u.patients)
 
 
 @dataclass
@@ -251,7 +243,7 @@ def validate_locked(run: LockedRun, set_name: str, columns: list[str], forced: n
     locked = load_model(models_dir / f"{stem}.joblib")["pipeline"]
     s = score_rows(locked, Xv, card, run.groups_val)
     tables: dict = {}
-    yv, sv, gv = unit_arrays(run.y_val, s, run.groups_val)  # metrics count patients
+    yv, gv, sv = per_patient(run.y_val, run.groups_val, s)  # metrics count patients
     if run.task == "classification":
         entry = classification_external(yv, sv, gv, bcfg.bootstrap, rng)
         tables["calibration"] = calibration_curve(np.asarray(yv, float), sv)
@@ -260,7 +252,7 @@ def validate_locked(run: LockedRun, set_name: str, columns: list[str], forced: n
         entry = survival_external(yv, sv, y_units, gv, bcfg.bootstrap, rng)
         t = survival_utility.horizon(y_units, bcfg.survival.horizons if bcfg.survival else ())
         if np.isfinite(t):  # predicted risk by t against the validation cohort's Kaplan-Meier risk
-            _, risk_t, _ = unit_arrays(run.y_val, risk_at_rows(locked, Xv, card, run.groups_val, t), run.groups_val)
+            risk_t = per_patient(run.y_val, run.groups_val, risk_at_rows(locked, Xv, card, run.groups_val, t))[2]
             tables["calibration"] = survival_utility.calibration_table(yv["time"], yv["event"], risk_t, t).assign(horizon=t)
             tables["decision"] = survival_utility.net_benefit_table(yv["time"], yv["event"], risk_t, t).assign(horizon=t)
             entry["horizon"] = t

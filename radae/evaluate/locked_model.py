@@ -31,21 +31,23 @@ def score(pipe, X: np.ndarray, task: str) -> np.ndarray:
     return pipe.predict_proba(X)[:, 1] if task == "classification" else pipe.predict(X)
 
 
-def score_rows(pipe, X: np.ndarray, card: dict, patients) -> np.ndarray:
-    """Per row, the model's score; a model fitted on patient means (card ``rows: patient_mean``, the survival models
-    of a multi-lesion cohort) scores each patient's mean feature row and gives it to every row of the patient."""
+def _on_rows(predict, X: np.ndarray, card: dict, patients) -> np.ndarray:
+    """``predict`` per row; a model fitted on patient means (card ``rows: patient_mean``, the survival models of a
+    multi-lesion cohort) predicts each patient's mean feature row, and that value goes to every row of the patient."""
     if card.get("rows") != "patient_mean" or patients is None:
-        return score(pipe, X, card["task"])
+        return predict(X)
     u = Units.of(patients)
-    return u.spread(score(pipe, u.mean(X), card["task"]))
+    return u.spread(predict(u.mean(X)))
+
+
+def score_rows(pipe, X: np.ndarray, card: dict, patients) -> np.ndarray:
+    """Per row, the model's score (P(y=1) or risk)."""
+    return _on_rows(lambda A: score(pipe, A, card["task"]), X, card, patients)
 
 
 def risk_at_rows(pipe, X: np.ndarray, card: dict, patients, t: float) -> np.ndarray:
-    """Per row, a survival model's predicted risk by time t, ``1 - S(t | x)`` (patient means as :func:`score_rows`)."""
-    u = Units.of(patients) if card.get("rows") == "patient_mean" and patients is not None else None
-    Xs = X if u is None else u.mean(X)
-    risk = 1.0 - pipe[-1].predict_survival(pipe[:-1].transform(Xs), np.array([t]))[:, 0]
-    return risk if u is None else u.spread(risk)
+    """Per row, a survival model's predicted risk by time t, ``1 - S(t | x)``."""
+    return _on_rows(lambda A: 1.0 - pipe[-1].predict_survival(pipe[:-1].transform(A), np.array([t]))[:, 0], X, card, patients)
 
 
 def versions() -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from radae.evaluate.probability_metrics import balanced_accuracy
-from radae.evaluate.units import patient_values, units_for
+from radae.evaluate.units import per_patient
 
 
 def balanced_accuracy_training_prevalence(y: np.ndarray, fold_results: list, groups: np.ndarray | None = None) -> float:
@@ -28,9 +28,9 @@ def balanced_accuracy_training_prevalence(y: np.ndarray, fold_results: list, gro
         te = r.test_index
         train = np.ones(len(y), dtype=bool)
         train[te] = False
-        y_tr, _ = patient_values(units_for(y[train], groups[train]), y[train], np.zeros(int(train.sum())))
+        y_tr = per_patient(y[train], groups[train])[0]
         thr = float(np.mean(y_tr)) if len(y_tr) else 0.5
-        y_te, p_te = patient_values(units_for(y[te], groups[te]), y[te], r.score)
+        y_te, _, p_te = per_patient(y[te], groups[te], r.score)
         yy.append(y_te)
         above.append(p_te >= thr)
     return balanced_accuracy(np.concatenate(yy), np.concatenate(above).astype(float), 0.5)

@@ -76,3 +76,9 @@ def balanced_accuracy(y: np.ndarray, prob: np.ndarray, threshold: float) -> floa
         return float("nan")
     return float(0.5 * (pred[y].mean() + (~pred[~y]).mean()))
 
+
+def quantile_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Per value, the index of its quantile bin (``n_bins`` bins by quantiles; ties merge bins, so fewer may remain)."""
+    values = np.asarray(values, dtype=float)
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)))
+    return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, max(len(edges) - 2, 0))

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from radae.evaluate.decision import THRESHOLDS
+from radae.evaluate.probability_metrics import quantile_bins
 from radae.evaluate.survival_metrics import kaplan_meier, step_values_at
 
 
@@ -44,9 +45,7 @@ def calibration_table(time: np.ndarray, event: np.ndarray, risk_t: np.ndarray, t
     """bin, n, predicted (mean risk at t), observed (KM risk at t) per quantile bin of predicted risk."""
     risk_t = np.asarray(risk_t, dtype=float)
     time, event = np.asarray(time, dtype=float), np.asarray(event).astype(bool)
-    k = max(1, min(bins, len(risk_t) // 5))  # at least ~5 patients a bin
-    edges = np.unique(np.quantile(risk_t, np.linspace(0, 1, k + 1)))
-    idx = np.clip(np.searchsorted(edges, risk_t, side="right") - 1, 0, max(len(edges) - 2, 0))
+    idx = quantile_bins(risk_t, max(1, min(bins, len(risk_t) // 5)))  # at least ~5 patients a bin
     rows = [{"bin": int(b), "n": int((idx == b).sum()), "predicted": float(risk_t[idx == b].mean()),
              "observed": km_risk(time[idx == b], event[idx == b], t)} for b in np.unique(idx)]
     return pd.DataFrame(rows)

@@ -26,7 +26,7 @@ from radae.runfolder import OnFailure
 from radae.evaluate.outcomes import classification_outcome, survival_outcome
 from radae.evaluate.robustness_run import task_filters
 from radae.evaluate.survival import km_curves
-from radae.evaluate.units import patient_values, units_for
+from radae.evaluate.units import per_patient
 from radae.util.progress import StepLog
 
 logger = logging.getLogger(__name__)
@@ -204,15 +204,13 @@ def _pooled_rows(task: str, results: list[cv.FoldResult], y, keys: dict, out: Ta
         rr = [r for r in results if r.repeat == rep]
         idx = np.concatenate([r.test_index for r in rr])
         g = None if groups is None else np.asarray(groups)[idx]
-        units = units_for(y[idx], g)
+        yu, gu, prob, score = per_patient(y[idx], g, np.concatenate([r.score for r in rr]), np.concatenate([r.score_std for r in rr]))
         n_train = int(np.mean([r.n_train for r in rr]))
         if task == "classification":
-            yu, prob = patient_values(units, y[idx], np.concatenate([r.score for r in rr]))
             metrics = cv.classification_metrics(yu, prob, float(np.mean(y)))  # calibration needs the probabilities
             metrics["balanced_accuracy"] = pooled.balanced_accuracy_training_prevalence(y, rr, groups)
-            metrics["auc"] = stats.auc_score(yu, patient_values(units, y[idx], np.concatenate([r.score_std for r in rr]))[1])
+            metrics["auc"] = stats.auc_score(yu, score)
         else:
-            yu, score = patient_values(units, y[idx], np.concatenate([r.score_std for r in rr]))
             group = np.concatenate([r.risk_group for r in rr]).astype(str)
             curves, p = km_curves(*pooled.patient_level(y["time"][idx], y["event"][idx], group, g))
             metrics = {"harrell_c": survival_metrics.harrell_c(yu["time"], yu["event"], score), "logrank_p": p}
@@ -222,7 +220,7 @@ def _pooled_rows(task: str, results: list[cv.FoldResult], y, keys: dict, out: Ta
                     out.km.append(curves.assign(feature_set=keys["feature_set"], model=keys["model"]))
         for m, v in metrics.items():
             rows.append({**keys, "repeat": rep, "fold": -1, "metric": m, "value": float(v), "n_train": n_train,
-                         "n_test": int(len(idx) if units is None else units.n), "n_features": int(np.mean([r.n_features for r in rr])), "best_params": ""})
+                         "n_test": int(len(yu)), "n_features": int(np.mean([r.n_features for r in rr])), "best_params": ""})
     return pd.DataFrame(rows)
 
 
@@ -249,9 +247,7 @@ def summarise_task(run: TaskRun, y, groups: np.ndarray, bcfg: BenchmarkConfig, s
         entry = {m: _metric_summary(res, m, method, folds) for m in metrics}
         oof = cv.mean_oof_scores(res, n, standardised=True)
         ok = np.isfinite(oof)
-        units = units_for(y[ok], groups[ok])
-        yu, su = patient_values(units, y[ok], oof[ok])  # one pooled score per patient when the patient is the unit
-        gu = groups[ok] if units is None else units.patients
+        yu, gu, su = per_patient(y[ok], groups[ok], oof[ok])  # one pooled score per patient when the patient is the unit
         if run.task == "classification":
             stat = stats.auc_score
             arrays = (yu, su)
@@ -293,18 +289,15 @@ def compare_sets(run: TaskRun, y, n_rows: int, bcfg: BenchmarkConfig, groups: np
             return stats.auc_score(yy, sa) - stats.auc_score(yy, sb)
 
         def pooled_arrays(sa, sb, ok):
-            units = units_for(y[ok], groups[ok])
-            yu, pa = patient_values(units, y[ok], sa[ok])
-            return (yu, pa, patient_values(units, y[ok], sb[ok])[1]), (groups[ok] if units is None else units.patients)
+            yu, gu, pa, pb = per_patient(y[ok], groups[ok], sa[ok], sb[ok])
+            return (yu, pa, pb), gu
     else:
         def stat(t, e, sa, sb):
             return survival_metrics.harrell_c(t, e, sa) - survival_metrics.harrell_c(t, e, sb)
 
         def pooled_arrays(sa, sb, ok):
-            units = units_for(y[ok], groups[ok])
-            yu, pa = patient_values(units, y[ok], sa[ok])
-            arrays = (yu["time"], yu["event"], pa, patient_values(units, y[ok], sb[ok])[1])
-            return arrays, (groups[ok] if units is None else units.patients)
+            yu, gu, pa, pb = per_patient(y[ok], groups[ok], sa[ok], sb[ok])
+            return (yu["time"], yu["event"], pa, pb), gu
 
     def oof(res):
         return cv.mean_oof_scores(res, n_rows, standardised=True)

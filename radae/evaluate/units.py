@@ -12,7 +12,7 @@ already keep a patient's rows together; this module makes the *numbers* count pa
 - a label that differs between a patient's lesions is a lesion-level outcome: the lesion stays the unit (folds and
   bootstraps still resample patients), and :func:`units_for` returns None.
 
-:class:`Units` does the mapping; :func:`units_for` decides whether it applies.
+:class:`Units` does the mapping; :func:`units_for` decides whether it applies; :func:`per_patient` applies it.
 """
 from __future__ import annotations
 
@@ -88,8 +88,10 @@ def units_for(y, groups) -> Units | None:
     return u if all(_same_within(f, u.codes, u.first) for f in fields) else None
 
 
-def patient_values(units: Units | None, y, score: np.ndarray):
-    """(outcome, score) with one entry per patient (mean score), or unchanged when ``units`` is None."""
-    if units is None:
-        return y, np.asarray(score, dtype=float)
-    return units.take(y), units.mean(score)
+def per_patient(y, groups, *scores: np.ndarray) -> tuple:
+    """(outcome, patient of each entry, *scores) with one entry per patient (the mean of each score over its rows)
+    when :func:`units_for` applies, else the rows unchanged."""
+    u = units_for(y, groups)
+    if u is None:
+        return (y, groups, *(np.asarray(s, dtype=float) for s in scores))
+    return (u.take(y), u.patients, *(u.mean(s) for s in scores))
