@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from radae.features.pyradiomics_call import KEPT_DIAGNOSTICS, extract_volumes, split_result, to_pyradiomics_image
 from radae.util.errors import ConfigError, ExtractError, RadaeError, case_message
 from radae.util.hashing import file_sha256, stable_hash
 from radae.util.yamlsafe import load_bounded
@@ -43,8 +44,6 @@ logger = logging.getLogger(__name__)
 MODALITY_PARAMS = {"CT": "ct.yaml", "MR": "mr.yaml", "MRI": "mr.yaml", "PT": "pet.yaml", "PET": "pet.yaml"}
 #: filter settings used when extract.radiomics.image_types asks for a type the parameter file does not configure
 DEFAULT_IMAGE_TYPE_ARGS: dict[str, dict] = {"Original": {}, "LoG": {"sigma": [1.0, 2.0, 3.0]}, "Wavelet": {}}
-#: diagnostics kept per lesion in provenance (suffix of PyRadiomics' ``diagnostics_<group>_<name>`` keys)
-KEPT_DIAGNOSTICS = ("Hash", "Spacing", "Size", "VoxelNum", "VolumeNum", "BoundingBox")
 GRIDS = ("resampled", "original")
 
 
@@ -256,54 +255,6 @@ def _quiet_pyradiomics() -> None:
     glcm_logger = logging.getLogger("radiomics.glcm")
     if not any(isinstance(f, _DropNote) for f in glcm_logger.filters):
         glcm_logger.addFilter(_DropNote())
-
-
-def split_result(result: dict, keep: tuple[str, ...] | None = KEPT_DIAGNOSTICS) -> tuple[dict[str, float], dict[str, Any]]:
-    """PyRadiomics' ordered result -> (features as floats, diagnostics whose name ends in ``keep``; None keeps all)."""
-    feats: dict[str, float] = {}
-    diag: dict[str, Any] = {}
-    for k, v in result.items():
-        if k.startswith("diagnostics_"):
-            if keep is None or k.rsplit("_", 1)[-1] in keep:
-                diag[k[len("diagnostics_"):]] = _jsonable(v)
-            continue
-        feats[k] = float(v)
-    return feats, diag
-
-
-def _jsonable(v):
-    if isinstance(v, (tuple, list)):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
-        return v.item()
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
-
-
-def to_pyradiomics_image(image):
-    """A radae Volume as the SimpleITK image PyRadiomics would have read from disk.
-
-    radae reads every image as float32; an image whose voxels are all whole numbers (CT in HU, most MR files) is
-    handed over as 32-bit integers, as PyRadiomics sees such files when it reads them itself. It matters only when
-    PyRadiomics resamples (``grid: original``): SimpleITK then returns integer voxels, exactly as in standalone
-    PyRadiomics (and as IBSI asks for CT: interpolated grey levels rounded to integers).
-    """
-    import SimpleITK as sitk
-
-    img = image.to_sitk()
-    arr = image.array
-    if arr.size and np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all():
-        lo, hi = float(arr.min()), float(arr.max())
-        if -(2**31) <= lo and hi < 2**31 and np.array_equal(arr, np.round(arr)):
-            img = sitk.Cast(img, sitk.sitkInt32)
-    return img
-
-
-def extract_volumes(extractor, image, mask, keep_diagnostics: tuple[str, ...] | None = KEPT_DIAGNOSTICS
-                    ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Run ``extractor`` on radae Volumes (image, mask 0/1); returns (features, kept diagnostics)."""
-    return split_result(extractor.execute(to_pyradiomics_image(image), mask.to_sitk(), label=1), keep_diagnostics)
 
 
 # ----------------------------------------------------------------------------- one lesion

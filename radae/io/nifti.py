@@ -43,7 +43,7 @@ def direction_problem(direction) -> str | None:
 
 
 
-def _nifti_header(head: bytes) -> dict | None:
+def nifti_header(head: bytes) -> dict | None:
     """The fields radae checks from a NIfTI-1/2 single-file header (``n+1``/``n+2``), or None if not one."""
     for endian in "<>":
         if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348 and head[344:347] == b"n+1":
@@ -51,6 +51,7 @@ def _nifti_header(head: bytes) -> dict | None:
             return {"endian": endian, "dim": dim, "datatype": struct.unpack(endian + "h", head[70:72])[0],
                     "bitpix": struct.unpack(endian + "h", head[72:74])[0], "pixdim": struct.unpack(endian + "8f", head[76:108]),
                     "vox_offset": int(struct.unpack(endian + "f", head[108:112])[0]),
+                    "scl": struct.unpack(endian + "2f", head[112:120]), "version": 1,
                     "sform_code": struct.unpack(endian + "h", head[254:256])[0],
                     "srow": struct.unpack(endian + "12f", head[280:328])}
         if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540 and head[4:7] == b"n+2":
@@ -74,6 +75,29 @@ def _sform_problem(hdr: dict) -> str | None:
     return f"NIfTI header sform: {found}" if found else None
 
 
+def header_problem(hdr: dict) -> str | None:
+    """What is wrong with a parsed header (:func:`nifti_header`) that ITK would accept silently, or None."""
+    ndim = int(hdr["dim"][0])
+    if not 1 <= ndim <= 7:
+        return f"NIfTI header has an invalid number of dimensions ({ndim})"
+    dims = [int(d) for d in hdr["dim"][1:ndim + 1]]
+    pix = [float(v) for v in hdr["pixdim"][1:min(ndim, 3) + 1]]
+    if any(not np.isfinite(v) or v <= 0 for v in pix):
+        return f"NIfTI header has an invalid voxel size (pixdim {fmt_values(pix)} mm; each must be > 0)"
+    sheared = _sform_problem(hdr)
+    if sheared:
+        return sheared
+    if min(dims) < 1 or hdr["bitpix"] <= 0 or hdr["bitpix"] % 8:
+        return f"NIfTI header is inconsistent (dim {dims}, bitpix {hdr['bitpix']})"
+    return None
+
+
+def payload_bytes(hdr: dict) -> int:
+    """Bytes of voxel data a header with no :func:`header_problem` announces."""
+    ndim = int(hdr["dim"][0])
+    return int(np.prod([int(d) for d in hdr["dim"][1:ndim + 1]], dtype=np.int64)) * (hdr["bitpix"] // 8)
+
+
 def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, str] | None:
     """``(kind, text)`` for what is wrong with a NIfTI file that ITK would read silently, or None.
 
@@ -90,22 +114,13 @@ def nifti_payload_problem(path: str | Path, chunk: int = 1 << 22) -> tuple[str, 
             opener = gzip.open if raw.read(2) == b"\x1f\x8b" else open
         with opener(path, "rb") as fh:
             head = fh.read(540)
-            hdr = _nifti_header(head)
+            hdr = nifti_header(head)
             if hdr is None:
                 return None
-            ndim = int(hdr["dim"][0])
-            if not 1 <= ndim <= 7:
-                return "header", f"NIfTI header has an invalid number of dimensions ({ndim})"
-            dims = [int(d) for d in hdr["dim"][1:ndim + 1]]
-            pix = [float(v) for v in hdr["pixdim"][1:min(ndim, 3) + 1]]
-            if any(not np.isfinite(v) or v <= 0 for v in pix):
-                return "header", f"NIfTI header has an invalid voxel size (pixdim {fmt_values(pix)} mm; each must be > 0)"
-            sheared = _sform_problem(hdr)
-            if sheared:
-                return "header", sheared
-            if min(dims) < 1 or hdr["bitpix"] <= 0 or hdr["bitpix"] % 8:
-                return "header", f"NIfTI header is inconsistent (dim {dims}, bitpix {hdr['bitpix']})"
-            need = int(np.prod(dims, dtype=np.int64)) * (hdr["bitpix"] // 8)
+            found = header_problem(hdr)
+            if found:
+                return "header", found
+            need = payload_bytes(hdr)
             fh.seek(hdr["vox_offset"])
             dtype = _NIFTI_FLOAT.get(hdr["datatype"])
             dtype = np.dtype(hdr["endian"] + dtype) if dtype else None

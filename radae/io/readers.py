@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radae.util.errors import IngestError, case_message
+from radae.io.fastnifti import read_plain_nifti
 from radae.io.integrity import is_nifti, nifti_problem
 from radae.io.metaimage import metaimage_problem
 from radae.io.nifti import SHEAR_HINT, direction_problem, fmt_values
@@ -54,6 +55,9 @@ def read_image(path: str | Path, series_uid: str | None = None, case_id: str | N
 
 
 def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
+    plain = read_plain_nifti(path) if is_nifti(path) else None  # intact and finite: checked while it was read
+    if plain is not None:
+        return _oriented(plain, path, case_id, what)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as e:
@@ -88,10 +92,7 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
                                            "split the time/channel axis and list one 3D volume per row"))
     elif dim != 3:
         raise IngestError(case_message(case_id, path, f"{what} is {dim}D (size {img.GetSize()})", "radae needs 3D volumes"))
-    vol = Volume.from_sitk(img, meta={"path": str(path)})
-    sheared = direction_problem(vol.direction)
-    if sheared:
-        raise IngestError(case_message(case_id, path, f"{what}: {sheared}", SHEAR_HINT))
+    vol = _oriented(Volume.from_sitk(img, meta={"path": str(path)}), path, case_id, what)
     if min(vol.array.shape) < 1:
         raise IngestError(case_message(case_id, path, f"{what} is empty (size {img.GetSize()})", "re-export the volume"))
     if np.issubdtype(vol.array.dtype, np.floating):
@@ -99,6 +100,13 @@ def _read_file(path: Path, case_id: str | None, what: str) -> Volume:
     if nonfinite:
         hint = "fix or mask them before running radae" if what == "image" else "a mask must hold integer labels; re-export it"
         raise IngestError(case_message(case_id, path, f"{what} has {nonfinite} NaN/inf voxels", hint))
+    return vol
+
+
+def _oriented(vol: Volume, path: Path, case_id: str | None, what: str) -> Volume:
+    sheared = direction_problem(vol.direction)
+    if sheared:
+        raise IngestError(case_message(case_id, path, f"{what}: {sheared}", SHEAR_HINT))
     return vol
 
 

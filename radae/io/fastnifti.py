@@ -1,0 +1,85 @@
+"""A plain NIfTI file read in one pass: the voxels and the integrity checks come from one decompression.
+
+ITK's NIfTI reader decompresses a ``.nii.gz`` through znzlib at about half zlib's speed, and radae then read the file
+again for :func:`radae.io.nifti.nifti_payload_problem` (gzip CRC, truncation, NaN voxels). :func:`read_plain_nifti`
+decompresses the file once with zlib (which checks the CRC-32 and length), runs the same header checks, takes the
+voxels straight from the decompressed bytes and the geometry (spacing, origin, direction: ITK's reading of the
+qform/sform) from ITK's header-only read. It handles only the plain case, where ITK would hand over those very
+bytes: a single-file NIfTI-1, 3D, one component, little endian, an integer or float type ITK keeps as it is, no
+intensity scaling, every voxel finite. For any other file it returns None and the caller uses ITK's full read and
+radae's full checks (and their error messages). Equality with ``SimpleITK.ReadImage`` (voxel hash, pixel type,
+geometry) is tested across types and orientations (``tests/io/test_fastnifti.py``).
+"""
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from radae.io.nifti import header_problem, nifti_header, payload_bytes
+from radae.io.volume import Volume
+
+#: NIfTI datatype code -> (numpy type, the SimpleITK pixel type ITK reads it as)
+PLAIN_TYPES = {
+    2: ("u1", sitk.sitkUInt8), 256: ("i1", sitk.sitkInt8), 4: ("i2", sitk.sitkInt16), 512: ("u2", sitk.sitkUInt16),
+    8: ("i4", sitk.sitkInt32), 768: ("u4", sitk.sitkUInt32), 1024: ("i8", sitk.sitkInt64),
+    1280: ("u8", sitk.sitkUInt64), 16: ("f4", sitk.sitkFloat32), 64: ("f8", sitk.sitkFloat64),
+}
+_PIXEL_IDS = {np.dtype("<" + t): pid for t, pid in PLAIN_TYPES.values()}
+
+
+def _decompressed(path: Path) -> bytes | None:
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)  # every member, CRC-32 and length checked
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError):
+        return None
+
+
+def _plain_array(data: bytes) -> np.ndarray | None:
+    """The (z, y, x) voxel array of a plain NIfTI-1 file's bytes, or None (see the module docstring)."""
+    hdr = nifti_header(data[:540])
+    if hdr is None or hdr.get("version") != 1 or hdr["endian"] != "<" or header_problem(hdr) is not None:
+        return None
+    slope, inter = hdr["scl"]
+    if int(hdr["dim"][0]) != 3 or hdr["datatype"] not in PLAIN_TYPES or not (slope in (0.0, 1.0) and inter == 0.0):
+        return None
+    dtype = np.dtype("<" + PLAIN_TYPES[hdr["datatype"]][0])
+    need = payload_bytes(hdr)
+    if dtype.itemsize * 8 != hdr["bitpix"] or hdr["vox_offset"] < 348 or len(data) < hdr["vox_offset"] + need:
+        return None
+    x, y, z = (int(d) for d in hdr["dim"][1:4])
+    arr = np.frombuffer(data, dtype=dtype, count=x * y * z, offset=hdr["vox_offset"]).reshape(z, y, x)
+    if dtype.kind == "f" and not np.isfinite(arr).all():
+        return None
+    return arr
+
+
+def read_plain_nifti(path: str | Path) -> Volume | None:
+    """The Volume ``SimpleITK.ReadImage(path)`` would give for a plain, intact NIfTI file; None for any other file."""
+    path = Path(path)
+    try:
+        data = _decompressed(path)
+    except OSError:
+        return None
+    arr = _plain_array(data) if data is not None else None
+    if arr is None:
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO("NiftiImageIO")
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    z, y, x = arr.shape
+    if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or reader.GetPixelID() != _PIXEL_IDS[arr.dtype]
+            or tuple(reader.GetSize()) != (x, y, z)):
+        return None
+    return Volume(arr.copy(), tuple(float(s) for s in reader.GetSpacing()), tuple(float(o) for o in reader.GetOrigin()),
+                  tuple(float(d) for d in reader.GetDirection()), {"path": str(path)})
