@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q numpy versioneer setuptools wheel
 	$(BIN)/pip install -q --no-build-isolation pyradiomics==3.0.1
 	$(BIN)/pip install -q -e '.[dev]'
+	# an editable install compiles nothing; byte-compile radae as a wheel install would (start-up of every command)
+	$(BIN)/python -m compileall -q radae
 	touch $(STAMP)
 
 demo: $(STAMP)

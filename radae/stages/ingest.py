@@ -46,7 +46,7 @@ def run(ctx: RunContext) -> None:
     evals, n_val = designated_evaluation(df, ctx.cfg)
     if n_val:
         logger.info("ingest: the %d patients of data.validation_manifest are evaluation patients (kept out of pretraining)", n_val)
-    if not evals:
+    if not evals and "pretrain" in ctx.cfg.stages:  # `radae features` and extract-only runs pretrain nothing
         logger.warning("ingest: no evaluation patients designated -> pretraining will see every benchmarked patient's images; "
                        "set data.evaluation_patients or data.holdout_fraction (e.g. 0.5) to hold labelled patients out")
     df["is_evaluation"] = df["patient_id"].isin(evals)

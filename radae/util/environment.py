@@ -5,7 +5,9 @@ import functools
 import importlib.metadata as md
 import os
 import platform
+import re
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,11 +33,52 @@ def package_versions(names=PACKAGES, optional=OPTIONAL) -> dict[str, str | None]
 
 @functools.lru_cache(maxsize=None)
 def _version(name: str) -> str | None:
-    """An installed distribution's version (None if absent), looked up once per process (each look-up scans sys.path)."""
+    """An installed distribution's version (None if absent), looked up once per process: from the name of its
+    ``<name>-<version>.dist-info`` folder (one listing of the sys.path folders serves every name) where there is
+    one, else from its metadata (each such look-up scans sys.path and parses a METADATA file)."""
+    versions, others, complete = _metadata_folders()
+    key = _normalised(name)
+    if key not in others:  # with an .egg-info too, importlib.metadata decides which comes first
+        if key in versions:
+            return versions[key]
+        if complete:
+            return None  # no metadata folder of that name anywhere on sys.path: not installed
     try:
         return md.version(name)
     except md.PackageNotFoundError:
         return None
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+@functools.lru_cache(maxsize=None)
+def _metadata_folders() -> tuple[dict[str, str], set[str], bool]:
+    """(``{normalised name: version}`` of the first ``.dist-info`` folder of each name along sys.path, the one
+    ``importlib.metadata`` finds first; names with other metadata (``.egg-info``, odd folder names); whether every
+    sys.path entry was a folder that could be listed or is absent)."""
+    versions: dict[str, str] = {}
+    others: set[str] = set()
+    complete = True
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except FileNotFoundError:
+            continue
+        except OSError:  # a zip file on sys.path, an unreadable folder
+            complete = False
+            continue
+        for folder in names:
+            stem, dot, kind = folder.rpartition(".")
+            if not dot or kind not in ("dist-info", "egg-info"):
+                continue
+            dist, _, version = stem.partition("-")
+            if kind == "dist-info" and version and "-" not in version:
+                versions.setdefault(_normalised(dist), version)
+            else:
+                others.add(_normalised(dist))
+    return versions, others, complete
 
 
 def git_commit() -> str | None:
