@@ -327,3 +327,14 @@ def test_flipped_byte_in_compressed_payload_is_refused_and_reported(tmp_path):
         with pytest.raises(IngestError, match=r"corrupt|cut off|truncated|cannot read"):
             read_image(bad, case_id="c1")
     assert tried >= 2
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_float64_beyond_float32_range_is_refused_not_turned_into_inf(tmp_path, ext):
+    arr = np.zeros((4, 5, 6), np.float64)
+    arr[1, 2, 3] = 1e300
+    path = tmp_path / f"huge{ext}"
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+    with pytest.raises(IngestError, match=r"beyond float32's range") as err:
+        read_image(path, case_id="C7")
+    assert "C7" in str(err.value) and str(path) in str(err.value)
