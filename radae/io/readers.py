@@ -51,7 +51,7 @@ def read_image(path: str | Path, series_uid: str | None = None, case_id: str | N
         arr = arr.astype(np.float32)
     elif arr.dtype != np.float32:
         big = float(np.abs(arr).max()) if arr.size else 0.0
-        if big > np.finfo(np.float32).max:  # float64 beyond float32's range would become inf silently
+        if big > float(np.finfo(np.float32).max):  # float64 beyond float32's range would become inf silently
             raise IngestError(case_message(case_id, path, f"image holds values up to {big:.3g}, beyond float32's range "
                                            f"({np.finfo(np.float32).max:.3g})", "rescale the intensities (wrong units?)"))
         arr = arr.astype(np.float32)
