@@ -101,7 +101,10 @@ def _csv_text(path: Path) -> str:
 
 
 def _expand(value: str) -> str:
-    return value.replace("${RADAE_DATA}", str(data_root())).replace("$RADAE_DATA", str(data_root()))
+    if "$RADAE_DATA" not in value and "${RADAE_DATA}" not in value:
+        return value
+    root = str(data_root())
+    return value.replace("${RADAE_DATA}", root).replace("$RADAE_DATA", root)
 
 
 def _resolve(value, base: Path) -> str | None:

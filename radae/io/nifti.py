@@ -31,8 +31,9 @@ def direction_problem(direction) -> str | None:
     """Why a 3x3 row-major direction matrix is not a rotation/reflection (axes not unit length or not at right
     angles), or None."""
     d = np.asarray(direction, dtype=float).reshape(3, 3)
-    gram = d.T @ d
-    if not np.all(np.isfinite(d)) or not np.allclose(gram, np.eye(3), atol=ORTHO_ATOL):
+    eye = np.eye(3)
+    # np.allclose(gram, eye, atol=ORTHO_ATOL) written out: it is called for every file read, and allclose is slow
+    if not np.all(np.isfinite(d)) or not np.all(np.abs(d.T @ d - eye) <= ORTHO_ATOL + 1e-5 * eye):
         cols = [d[:, i] for i in range(3)]
         angles = [float(np.degrees(np.arccos(np.clip(cols[a] @ cols[b] / max(np.linalg.norm(cols[a]) * np.linalg.norm(cols[b]), 1e-12), -1, 1))))
                   for a, b in ((0, 1), (0, 2), (1, 2))]

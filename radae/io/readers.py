@@ -40,12 +40,9 @@ def read_image(path: str | Path, series_uid: str | None = None, case_id: str | N
     if path.is_dir():
         from radae.io.dicom import read_dicom_series
 
-        vol = read_dicom_series(path, series_uid=series_uid, case_id=case_id)
+        vol = _oriented(read_dicom_series(path, series_uid=series_uid, case_id=case_id), path, case_id, "image")
     else:
-        vol = _read_file(path, case_id, what="image")
-    sheared = direction_problem(vol.direction)
-    if sheared:
-        raise IngestError(case_message(case_id, path, f"image: {sheared}", SHEAR_HINT))
+        vol = _read_file(path, case_id, what="image")  # checked by _oriented too
     arr = vol.array
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
