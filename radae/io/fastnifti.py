@@ -5,7 +5,7 @@ again for :func:`radae.io.nifti.nifti_payload_problem` (gzip CRC, truncation, Na
 decompresses the file once with zlib (which checks the CRC-32 and length), runs the same header checks, takes the
 voxels straight from the decompressed bytes and the geometry (spacing, origin, direction: ITK's reading of the
 qform/sform) from ITK's header-only read (of a scratch copy of the header bytes for a ``.nii.gz``: see
-:func:`_itk_header`). It handles only the plain case, where ITK would hand over those very
+:func:`_itk_header`), remembered for the next file whose geometry fields are the same bytes (a lesion's mask). It handles only the plain case, where ITK would hand over those very
 bytes: a single-file NIfTI-1, 3D, one component, little endian, an integer or float type ITK keeps as it is, no
 intensity scaling, every voxel finite. For any other file it returns None and the caller uses ITK's full read and
 radae's full checks (and their error messages). Equality with ``SimpleITK.ReadImage`` (voxel hash, pixel type,
@@ -17,6 +17,7 @@ import contextlib
 import gzip
 import os
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 
@@ -35,6 +36,13 @@ PLAIN_TYPES = {
 _PIXEL_IDS = {np.dtype("<" + t): pid for t, pid in PLAIN_TYPES.values()}
 #: memory-backed scratch folder for header copies where there is one (Linux), else the system temp folder
 _SCRATCH_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+#: the NIfTI-1 header bytes ITK computes the geometry from: sizeof_hdr, dim, pixdim (with qfac), xyzt_units,
+#: qform/sform codes, quaternion, offsets, srow rows, magic
+_GEOMETRY_BYTES = (slice(0, 4), slice(40, 56), slice(76, 108), slice(123, 124), slice(252, 328), slice(344, 348))
+#: ITK's (spacing, origin, direction) by those bytes, for the last few headers (a mask shares its image's)
+_GEOMETRY: dict[bytes, tuple] = {}
+_GEOMETRY_KEPT = 16
+_LOCK = threading.Lock()
 
 
 def _decompressed(path: Path) -> tuple[bytes | None, bool]:
@@ -111,10 +119,19 @@ def read_plain_nifti(path: str | Path) -> Volume | None:
     arr = _plain_array(data) if data is not None else None
     if arr is None:
         return None
-    reader = _itk_header(path, data[:nifti_header(data[:540])["vox_offset"]], compressed)
-    z, y, x = arr.shape
-    if (reader is None or reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1
-            or reader.GetPixelID() != _PIXEL_IDS[arr.dtype] or tuple(reader.GetSize()) != (x, y, z)):
-        return None
-    return Volume(arr.copy(), tuple(float(s) for s in reader.GetSpacing()), tuple(float(o) for o in reader.GetOrigin()),
-                  tuple(float(d) for d in reader.GetDirection()), {"path": str(path)})
+    key = b"".join(data[part] for part in _GEOMETRY_BYTES)
+    with _LOCK:
+        geometry = _GEOMETRY.get(key)
+    if geometry is None:
+        reader = _itk_header(path, data[:nifti_header(data[:540])["vox_offset"]], compressed)
+        z, y, x = arr.shape
+        if (reader is None or reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1
+                or reader.GetPixelID() != _PIXEL_IDS[arr.dtype] or tuple(reader.GetSize()) != (x, y, z)):
+            return None
+        geometry = (tuple(float(v) for v in reader.GetSpacing()), tuple(float(v) for v in reader.GetOrigin()),
+                    tuple(float(v) for v in reader.GetDirection()))
+        with _LOCK:
+            _GEOMETRY[key] = geometry
+            while len(_GEOMETRY) > _GEOMETRY_KEPT:
+                _GEOMETRY.pop(next(iter(_GEOMETRY)))
+    return Volume(arr.copy(), *geometry, {"path": str(path)})

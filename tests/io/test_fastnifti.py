@@ -338,3 +338,28 @@ def test_float64_beyond_float32_range_is_refused_not_turned_into_inf(tmp_path, e
     with pytest.raises(IngestError, match=r"beyond float32's range") as err:
         read_image(path, case_id="C7")
     assert "C7" in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_a_file_with_the_same_geometry_bytes_reuses_itks_geometry(tmp_path, ext, monkeypatch):
+    from radae.io import fastnifti
+
+    image = sitk.GetImageFromArray(np.arange(60, dtype=np.float32).reshape(3, 4, 5))
+    image.SetSpacing((0.7, 1.1, 2.9))
+    image.SetOrigin((-12.5, 3.25, 40.0))
+    image.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    first, second, moved = tmp_path / f"image{ext}", tmp_path / f"mask{ext}", tmp_path / f"moved{ext}"
+    sitk.WriteImage(image, str(first))
+    mask = sitk.Cast(image > 30, sitk.sitkUInt8)
+    sitk.WriteImage(mask, str(second))
+    image.SetOrigin((-12.5, 3.25, 41.0))
+    sitk.WriteImage(image, str(moved))
+    _assert_same_as_itk(first)
+
+    def no_itk(*args, **kwargs):
+        raise AssertionError("ITK's header read should not be needed")
+
+    monkeypatch.setattr(fastnifti, "_itk_header", no_itk)
+    _assert_same_as_itk(second)  # same geometry bytes, another pixel type: ITK's geometry reused
+    with pytest.raises(AssertionError, match="should not be needed"):
+        read_plain_nifti(moved)  # another origin: ITK reads it
