@@ -17,6 +17,7 @@ least disturbed by other load). Then compares every feature value of the two out
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import math
 import os
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
     try:
         work.mkdir(parents=True, exist_ok=True)
         manifest, batch, params, n = make_inputs(work, args.cases, args.size)
+        # byte-compiled as an installed package is (PyRadiomics' modules are, in site-packages): a checkout run with
+        # PYTHONDONTWRITEBYTECODE=1 would otherwise compile radae's sources at every start
+        compileall.compile_dir(str(ROOT / "radae"), quiet=1)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"{n} lesions, {args.size}^3 volumes, Original features; load average {load:.2f} on {os.cpu_count()} cores")
         results = {}

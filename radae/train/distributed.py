@@ -48,13 +48,15 @@ def gather(obj, world: int) -> list:
     return out
 
 
-def any_rank(flag: bool, device: torch.device, world: int) -> bool:
+def any_rank(flag: bool, device: torch.device, world: int, asked: bool = True) -> bool:
     """``flag`` max-reduced over the processes, so all stop at the same step.
 
-    Only a process whose own ``flag`` is true enters the collective (as the loop always did); if the ranks disagree
-    the others are not in it: a known limitation of ``max_minutes`` under DDP.
+    Every process enters the collective whenever ``asked`` (the loop asks at every step when ``max_minutes`` is set,
+    on every rank alike), whatever its own ``flag``: ranks whose clocks disagree about the deadline then agree on the
+    step to stop at instead of one waiting forever in a collective the others never join. ``asked=False`` (no time
+    budget) is the same on every rank and costs no collective.
     """
-    if not flag or world <= 1:
+    if world <= 1 or not asked:
         return flag
     t = torch.tensor(float(flag), device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)

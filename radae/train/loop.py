@@ -191,7 +191,8 @@ def train(run: Run) -> None:
         run.step += 1
         win.data_s += time.perf_counter() - t0
         optimizer_step(run, x, codes, params, win)
-        out_of_time = any_rank(deadline is not None and time.monotonic() >= deadline, device, di.world)
+        timed = deadline is not None  # every rank asks every step (ranks' clocks may disagree about the deadline)
+        out_of_time = any_rank(timed and time.monotonic() >= deadline, device, di.world, asked=timed)
         last_step = run.step == plan.total_steps or out_of_time
         if out_of_time and not run.timed_out:
             run.timed_out = True
