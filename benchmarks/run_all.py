@@ -92,7 +92,7 @@ def rows_for(name: str, r: dict) -> list[tuple[str, str, str, bool | None]]:
         for lv in r.get("latent_variants", []):
             if (lv["precision"], lv["channels_last"]) != (r["latent"]["precision"], r["latent"]["channels_last"]):
                 out.append((f"  latent {variant_name(lv)} / PyRadiomics",
-                            f"{lv['vs_pyradiomics']:.2f}x", "-", None))
+                            "skipped" if "skipped" in lv else f"{lv['vs_pyradiomics']:.2f}x", "-", None))
     elif name == "train":
         res = r["results"][0]
         gpu = not str(r["device"]).startswith("CPU")

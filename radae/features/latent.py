@@ -172,6 +172,9 @@ def iter_latents(rows: Iterable[dict], model: torch.nn.Module | PreparedModel, m
     """
     in_ch = int(meta["in_channels"])
     roi_zyx = tuple(int(n) for n in meta["roi_size_zyx"])
+    if cfg.precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        logger.warning("extract.latent.precision bf16: this CPU has no native bf16 (oneDNN), so bf16 convolutions are "
+                       "emulated, ~50-100x slower than fp32 -> set extract.latent.precision: fp32")
     load = _roi_reader(in_ch)
     cols = feature_columns(meta, cfg.heads)
     n_latent = int(meta["latent_dim"])
