@@ -174,8 +174,7 @@ def train(run: Run) -> None:
     params = [p for p in run.model.parameters() if p.requires_grad]
     run.step = plan.start_step
     win = Window(torch.zeros(4, device=device, dtype=torch.float64), time.perf_counter())
-    # wall-clock budget: counts this process's time from here (a resumed run gets max_minutes again)
-    deadline = time.monotonic() + 60.0 * pcfg.max_minutes if pcfg.max_minutes else None
+    deadline = time.monotonic() + 60.0 * pcfg.max_minutes if pcfg.max_minutes else None  # from here; a resume gets it anew
     win.grad_norm = torch.zeros((), device=device)
     source = BatchSource(run.data.mode, plan.split.train, plan.train_codes, plan.cfg.preprocess.mask_channel,
                          run.order, di.rank, device, pcfg.num_workers, run.data.resident)
@@ -191,8 +190,8 @@ def train(run: Run) -> None:
         run.step += 1
         win.data_s += time.perf_counter() - t0
         optimizer_step(run, x, codes, params, win)
-        timed = deadline is not None  # every rank asks every step (ranks' clocks may disagree about the deadline)
-        out_of_time = any_rank(timed and time.monotonic() >= deadline, device, di.world, asked=timed)
+        out_of_time = any_rank(deadline is not None and time.monotonic() >= deadline, device, di.world,
+                               asked=deadline is not None)  # every rank, every step: clocks may disagree
         last_step = run.step == plan.total_steps or out_of_time
         if out_of_time and not run.timed_out:
             run.timed_out = True
