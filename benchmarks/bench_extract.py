@@ -70,8 +70,6 @@ def make_lesions(folder: Path, n: int, size: int, roi: int, seed: int = 0):
 
 #: latent inference settings timed: (precision, channels_last); radae's defaults are the ones the ratio goal uses
 LATENT_VARIANTS = (("fp32", False), ("fp32", True), ("bf16", True))
-#: a variant whose first batch is this many times slower than the fastest so far is reported as skipped, not timed
-SKIP_SLOWER = 8.0
 
 
 def variant_name(v: dict) -> str:
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from radae.features import handcrafted as hc
     from radae.features import latent as lat
     from radae.models import build_model
-    from radae.models.device import select_device
+    from radae.models.device import native_bf16, select_device
     from radae.util.errors import ExtractError
 
     results: dict = {"lesions": args.lesions, "size_vox": args.size, "jobs": args.jobs, "image_types": args.image_types,
@@ -147,26 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"in_channels": 1, "roi_size_zyx": (args.roi,) * 3, "latent_dim": ModelConfig().latent_dim,
                 "model_config": ModelConfig().model_dump(mode="json")}
         latent_rows = [rows[i % len(rows)] | {"case_id": f"L{i:05d}"} for i in range(n_latent)]
-        variants, fastest_warmup = [], float("inf")
+        variants = []
         for precision, channels_last in LATENT_VARIANTS:
             model = build_model(ModelConfig(), 1, (args.roi,) * 3).to(device).eval()
             cfg = LatentConfig(batch_size=args.batch, precision=precision, channels_last=channels_last)
-            if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            if precision == "bf16" and not native_bf16(device):
                 variants.append({"device": str(device), "roi_vox": args.roi, "precision": precision,
                                  "channels_last": channels_last, "skipped": "this CPU has no native bf16 (oneDNN): "
                                  "emulated bf16 convolutions run ~50-100x slower than fp32"})
                 continue
-            t0 = time.perf_counter()
             lat.extract_latents(latent_rows[: args.batch], model, meta, cfg, device)  # warm-up (cuDNN autotune, allocator)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            warmup = time.perf_counter() - t0
-            if warmup > SKIP_SLOWER * fastest_warmup:  # e.g. bf16 on a CPU without native bf16 (emulated, ~50x slower)
-                variants.append({"device": str(device), "roi_vox": args.roi, "precision": precision,
-                                 "channels_last": channels_last, "skipped": f"one batch {warmup / fastest_warmup:.0f}x "
-                                 "slower than the fastest variant's (no native support on this device?)"})
-                continue
-            fastest_warmup = min(fastest_warmup, warmup)
             res = lat.extract_latents(latent_rows, model, meta, cfg, device)
             variants.append({"device": str(device), "roi_vox": args.roi, "batch": args.batch, "lesions": n_latent,
                              "precision": precision, "channels_last": channels_last, "seconds": round(res.seconds, 3),

@@ -28,12 +28,11 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
-from radae.features.pyradiomics_call import KEPT_DIAGNOSTICS, extract_volumes, split_result, to_pyradiomics_image
+from radae.features.pyradiomics_call import extract_volumes
 from radae.util.errors import ConfigError, ExtractError, RadaeError, case_message
 from radae.util.hashing import file_sha256, stable_hash
 from radae.util.yamlsafe import load_bounded

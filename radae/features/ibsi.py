@@ -5,7 +5,7 @@
 Inputs (``radae.config.data_root()``): the IBSI 1 digital phantom (``ibsi/ibsi1_digital_phantom``), the IBSI 1 CT
 phantom PAT1 (``ibsi/ibsi1_ct_phantom_PAT1/nifti``) and the consensus reference values with tolerances
 (``ibsi/reference_values/ibsi_1_reference_values_*.csv``). Every image goes through radae's own wrapper
-(:func:`radae.features.handcrafted.build_spec` / :func:`~radae.features.handcrafted.extract_volumes`), read with
+(:func:`radae.features.handcrafted.build_spec` / :func:`~radae.features.pyradiomics_call.extract_volumes`), read with
 :func:`radae.io.read_image` / :func:`~radae.io.read_mask`, so the table describes the code that makes radae's tables.
 
 PyRadiomics settings per dataset (:data:`DATASETS`): the digital phantom without discretisation (bin width 1 on its
@@ -218,7 +218,8 @@ def _reverse_map(modes) -> dict[str, tuple[str, str]]:
 
 def run_dataset(ds: Dataset, root: Path) -> dict[str, tuple[dict, dict]]:
     """PyRadiomics on one dataset through radae's wrapper: mode -> (features ``class_Feature`` -> value, diagnostics)."""
-    from radae.features.handcrafted import build_spec, extract_volumes, get_extractor
+    from radae.features.handcrafted import build_spec, get_extractor
+    from radae.features.pyradiomics_call import extract_volumes
     from radae.io import read_image, read_mask
 
     image = read_image(root / ds.image)

@@ -28,7 +28,7 @@ import torch
 
 from radae.runfolder import is_latent_column, latent_columns
 from radae.config import LatentConfig, PipelineConfig
-from radae.models.device import select_device
+from radae.models.device import native_bf16, select_device
 from radae.preprocess.items import Item, ItemReader
 from radae.util.errors import ExtractError, RadaeError, case_message
 
@@ -172,7 +172,7 @@ def iter_latents(rows: Iterable[dict], model: torch.nn.Module | PreparedModel, m
     """
     in_ch = int(meta["in_channels"])
     roi_zyx = tuple(int(n) for n in meta["roi_size_zyx"])
-    if cfg.precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if cfg.precision == "bf16" and not native_bf16(device):
         logger.warning("extract.latent.precision bf16: this CPU has no native bf16 (oneDNN), so bf16 convolutions are "
                        "emulated, ~50-100x slower than fp32 -> set extract.latent.precision: fp32")
     load = _roi_reader(in_ch)

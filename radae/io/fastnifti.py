@@ -56,8 +56,8 @@ def _decompressed(path: Path) -> tuple[bytes | None, bool]:
         return None, True
 
 
-def _plain_array(data: bytes) -> np.ndarray | None:
-    """The (z, y, x) voxel array of a plain NIfTI-1 file's bytes, or None (see the module docstring)."""
+def _plain_array(data: bytes) -> tuple[np.ndarray, dict] | None:
+    """(the (z, y, x) voxel array, the parsed header) of a plain NIfTI-1 file's bytes, or None (module docstring)."""
     hdr = nifti_header(data[:540])
     if hdr is None or hdr.get("version") != 1 or hdr["endian"] != "<" or header_problem(hdr) is not None:
         return None
@@ -72,7 +72,7 @@ def _plain_array(data: bytes) -> np.ndarray | None:
     arr = np.frombuffer(data, dtype=dtype, count=x * y * z, offset=hdr["vox_offset"]).reshape(z, y, x)
     if dtype.kind == "f" and not np.isfinite(arr).all():
         return None
-    return arr
+    return arr, hdr
 
 
 def _itk_info(path: str) -> sitk.ImageFileReader | None:
@@ -116,14 +116,15 @@ def read_plain_nifti(path: str | Path) -> Volume | None:
         data, compressed = _decompressed(path)
     except OSError:
         return None
-    arr = _plain_array(data) if data is not None else None
-    if arr is None:
+    plain = _plain_array(data) if data is not None else None
+    if plain is None:
         return None
+    arr, hdr = plain
     key = b"".join(data[part] for part in _GEOMETRY_BYTES)
     with _LOCK:
         geometry = _GEOMETRY.get(key)
     if geometry is None:
-        reader = _itk_header(path, data[:nifti_header(data[:540])["vox_offset"]], compressed)
+        reader = _itk_header(path, data[:hdr["vox_offset"]], compressed)
         z, y, x = arr.shape
         if (reader is None or reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1
                 or reader.GetPixelID() != _PIXEL_IDS[arr.dtype] or tuple(reader.GetSize()) != (x, y, z)):

@@ -20,3 +20,9 @@ def select_device(preference: str, local_rank: int | None = None, what: str = "p
             return torch.device("cuda")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 convolutions run natively on ``device``: always on CUDA here; on a CPU only where oneDNN has
+    bf16 kernels (AVX512-BF16/AMX). Elsewhere torch emulates them, ~50-100x slower than fp32."""
+    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

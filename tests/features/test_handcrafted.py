@@ -11,6 +11,7 @@ import pytest
 
 from radae.util.errors import ConfigError
 from radae.features import handcrafted as hc
+from radae.features.pyradiomics_call import to_pyradiomics_image
 from radae.io import read_image, read_mask
 
 from .conftest import lesion_arrays, write_nifti
@@ -125,8 +126,8 @@ def test_integer_valued_images_reach_pyradiomics_as_integers():
 
     from radae.io.volume import Volume
 
-    as_int = hc.to_pyradiomics_image(Volume(np.array([[[1.0, -2.0]]], np.float32), (1.0, 1.0, 1.0)))
-    as_float = hc.to_pyradiomics_image(Volume(np.array([[[1.5, -2.0]]], np.float32), (1.0, 1.0, 1.0)))
+    as_int = to_pyradiomics_image(Volume(np.array([[[1.0, -2.0]]], np.float32), (1.0, 1.0, 1.0)))
+    as_float = to_pyradiomics_image(Volume(np.array([[[1.5, -2.0]]], np.float32), (1.0, 1.0, 1.0)))
     assert as_int.GetPixelID() == sitk.sitkInt32 and as_float.GetPixelID() == sitk.sitkFloat32
 
 
