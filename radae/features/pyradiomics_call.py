@@ -73,8 +73,8 @@ def computes_own_diagnostics(settings: dict, keep: tuple[str, ...] | None) -> bo
 def original_diagnostics(image, mask, label: int = 1) -> dict[str, Any]:
     """PyRadiomics' ``Image-original_*`` and ``Mask-original_*`` diagnostics in :data:`KEPT_DIAGNOSTICS` of two
     SimpleITK images (mask label ``label`` present), as its general-info pass computes them: the SHA-1 of each pixel
-    buffer (``sitk.Hash``; the mask's as UInt32), spacing, size, and the label's bounding box (x, y, z start, then sizes), voxel count and
-    number of 26-connected parts."""
+    buffer (``sitk.Hash``; the mask's as UInt32), spacing, size, and the label's bounding box (x, y, z start, then
+    sizes), voxel count and number of 26-connected parts."""
     import SimpleITK as sitk
 
     m = sitk.GetArrayViewFromImage(mask) == label
