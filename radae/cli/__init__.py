@@ -9,6 +9,7 @@ and the stages.
 from __future__ import annotations
 
 import os
+import sys
 
 # pydantic scans every installed package's entry points for plugins (30 ms of each command's start-up); radae uses none
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # a user's own setting wins
@@ -24,7 +25,10 @@ def main() -> None:
 
     procutil.fewer_young_collections()
     procutil.skip_final_collection_at_exit()
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # a Ctrl-C that got past the command (a second one while the first one's exit unwinds):
+        sys.exit(130)  # the exit status of an interrupted command, not death by SIGINT
 
 
 __all__ = ["app", "main"]

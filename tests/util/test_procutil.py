@@ -27,3 +27,11 @@ def test_the_command_line_entry_sets_it_and_still_collects_cycles():
             "print(gc.get_threshold()[0], gc.isenabled())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-2:] == [str(procutil.YOUNG_GENERATION_THRESHOLD), "True"]
+
+
+def test_a_ctrl_c_that_gets_past_the_command_exits_130_not_by_signal():
+    code = ("import radae.cli as c\n"
+            "def boom():\n    raise KeyboardInterrupt\n"
+            "c.app = boom\nc.main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 130, (r.returncode, r.stderr)
